@@ -1,0 +1,206 @@
+"""Grader configuration: validated YAML with shipped defaults (``grader/defaults.yaml``).
+
+A hiring team's file is merged over the defaults key by key, so it only needs the values it
+changes. Unknown keys are errors: a misspelt threshold must not silently keep its default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
+SEED_ENV = "TAKEHOME_SCENARIO_SEED"
+#: Used only when the hiring team set no seed; the report says so.
+FALLBACK_SEED = 7_700_417
+
+
+class ConfigError(Exception):
+    """The grader configuration is invalid; the message says which key and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrafficConfig(_Strict):
+    baseline_rows: int = Field(ge=100)
+    scenario_max_rows: int = Field(ge=50)
+    washout_max_rows: int = Field(ge=0)
+    rows_per_request: int = Field(ge=1, le=500)
+    poll_every_rows: int = Field(ge=1)
+    settle_s: float = Field(ge=0)
+    concurrency: int = Field(ge=1, le=64)
+    scenarios: list[str] = Field(min_length=1)
+    probe_rows: int = Field(ge=4, le=500)
+
+
+class LoadConfig(_Strict):
+    rate_rps: float = Field(gt=0, le=20_000)
+    duration_s: float = Field(gt=0)
+    warmup_s: float = Field(ge=0)
+    schedule: Literal["poisson", "fixed"]
+    timeout_s: float = Field(gt=0)
+    rollback_rate_rps: float = Field(gt=0)
+    max_send_lag_ms: float = Field(gt=0)
+
+
+class Thresholds(_Strict):
+    latency_p99_ms: float = Field(gt=0)
+    latency_error_rate: float = Field(ge=0, le=1)
+    correctness_atol: float = Field(gt=0)
+    correctness_min_match: float = Field(gt=0, le=1)
+    rollback_budget_s: float = Field(gt=0)
+    rollout_timeout_s: float = Field(gt=0)
+    detection_fast_rows: int = Field(ge=1)
+    attribution_max_features: int = Field(ge=1)
+    oversized_body_mb: float = Field(gt=0)
+
+
+class Timeouts(_Strict):
+    fetch: float
+    build: float
+    setup: float
+    start: float
+    ready: float
+    deploy: float
+    correctness: float
+    drift: float
+    latency: float
+    rollback: float
+    robustness: float
+    teardown: float
+
+
+class LocalConfig(_Strict):
+    memory_limit_mb: int = Field(ge=0)
+    cpu_seconds: int = Field(ge=0)
+    max_open_files: int = Field(ge=64)
+    cache_dir: str | None = None
+
+    def resolved_cache_dir(self) -> Path:
+        """Where isolated environments and clones are cached between runs."""
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        return Path(os.environ.get("TAKEHOME_CACHE_DIR", "~/.cache/takehome")).expanduser()
+
+
+class RubricItem(_Strict):
+    points: float = Field(ge=0)
+    title: str
+
+
+class RubricSection(_Strict):
+    title: str
+    items: dict[str, RubricItem] = Field(min_length=1)
+
+    @property
+    def max_points(self) -> float:
+        return sum(i.points for i in self.items.values())
+
+
+#: The sections and items the grader's checks produce; the rubric may re-weight them, not rename them.
+KNOWN_ITEMS: dict[str, set[str]] = {
+    "deployment": {"v1_served", "v2_rollout"},
+    "correctness": {"predictions_match"},
+    "drift": {"quiet_on_baseline", "detects_scenarios", "detection_delay", "attribution"},
+    "latency": {"p99_under_slo", "error_rate"},
+    "rollback": {"restores_v1", "no_failed_requests", "within_budget", "idempotent"},
+    "robustness": {"rejects_bad_input", "stays_healthy"},
+    "observability": {"metrics_endpoint", "request_id_logged"},
+}
+
+
+class GraderConfig(_Strict):
+    scenario_seed: int | None = None
+    traffic: TrafficConfig
+    load: LoadConfig
+    thresholds: Thresholds
+    timeouts: Timeouts
+    local: LocalConfig
+    rubric: dict[str, RubricSection]
+
+    @model_validator(mode="after")
+    def _rubric_matches_checks(self) -> "GraderConfig":
+        for section, items in self.rubric.items():
+            if section not in KNOWN_ITEMS:
+                raise ValueError(f"rubric.{section}: unknown section (known: {', '.join(KNOWN_ITEMS)})")
+            unknown = set(items.items) - KNOWN_ITEMS[section]
+            if unknown:
+                raise ValueError(f"rubric.{section}: unknown item(s) {sorted(unknown)} "
+                                 f"(known: {sorted(KNOWN_ITEMS[section])})")
+        from harness.traffic.scenarios import SCENARIO_KINDS  # local import: keeps config import light
+
+        bad = [s for s in self.traffic.scenarios if s not in SCENARIO_KINDS]
+        if bad:
+            raise ValueError(f"traffic.scenarios: unknown scenario(s) {bad} (known: {sorted(SCENARIO_KINDS)})")
+        return self
+
+    @property
+    def max_score(self) -> float:
+        return sum(s.max_points for s in self.rubric.values())
+
+    def seed(self) -> tuple[int, str]:
+        """The scenario seed and where it came from ("environment", "config" or "built-in default")."""
+        env = os.environ.get(SEED_ENV)
+        if env:
+            try:
+                return int(env), "environment"
+            except ValueError:
+                raise ConfigError(f"${SEED_ENV} must be an integer, got {env!r}") from None
+        if self.scenario_seed is not None:
+            return self.scenario_seed, "config"
+        return FALLBACK_SEED, "built-in default"
+
+    def digest(self) -> str:
+        """A short hash of the effective configuration, recorded in every report."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "items":
+            out[key] = _merge(out[key], value)
+        elif key == "items" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            # Rubric items merge per item too, so a team can change one weight.
+            merged = dict(out[key])
+            for k, v in value.items():
+                merged[k] = _merge(merged.get(k, {}), v) if isinstance(v, dict) else v
+            out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> GraderConfig:
+    """Load the defaults, merge the hiring team's file and any overrides, and validate."""
+    data = yaml.safe_load(DEFAULTS_PATH.read_text())
+    if path is not None:
+        try:
+            user = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+        if not isinstance(user, dict):
+            raise ConfigError(f"config {path}: expected a mapping at the top level")
+        data = _merge(data, user)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return GraderConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  - {loc or '(top level)'}: {err['msg'].removeprefix('Value error, ')}")
+        source = str(path) if path else "defaults"
+        raise ConfigError(f"invalid grader config ({source}):\n" + "\n".join(lines)) from None

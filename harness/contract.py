@@ -1,0 +1,271 @@
+"""The submission contract: ``takehome.yaml`` at the root of a candidate repo.
+
+It tells the grader how to build the candidate's service, start it, promote a model version,
+roll back in one command, and read the drift signal. The JSON Schema shipped to candidates
+(``assignment/takehome.schema.json``) is generated from these models, so the two never disagree.
+Validation errors name the field and the line of the YAML file it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONTRACT_FILENAME = "takehome.yaml"
+CONTRACT_VERSION = 1
+
+
+class ContractError(Exception):
+    """The contract file is missing, unparsable or invalid. ``problems`` lists each one."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.args[0]
+        return self.args[0] + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class _Strict(BaseModel):
+    # Unknown keys are almost always typos ("rolback:"), so they are errors, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must start with '/'")
+    return value
+
+
+class Serving(_Strict):
+    """How the grader talks to the service."""
+
+    port: int = Field(8080, ge=1, le=65535, description="Port the server listens on inside a container. "
+                      "On the local runtime the grader chooses a free port and passes it as $PORT.")
+    protocol: Literal["v1", "v2"] = Field("v1", description="v1: KServe V1 JSON ({'instances': [...]} -> "
+                                           "{'predictions': [...]}); v2: Open Inference Protocol.")
+    predict_path: str = Field(..., description="POST path of the prediction route, e.g. /v1/models/fraud:predict")
+    ready_path: str = Field("/healthz", description="GET path that answers 200 once the model is loaded.")
+    metrics_path: str | None = Field("/metrics", description="GET path of Prometheus exposition text, or null.")
+    request_id_header: str = Field("X-Request-ID", description="Header carrying the grader's request id; "
+                                   "the service must write it to its request log.")
+
+    _paths = field_validator("predict_path", "ready_path")(lambda cls, v: _check_path(v))
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _metrics_path(cls, v: str | None) -> str | None:
+        return None if v is None else _check_path(v)
+
+
+class DriftSignal(_Strict):
+    """Where the grader reads the drift monitor's verdict."""
+
+    signal: Literal["http", "prometheus", "webhook"] = Field(..., description=(
+        "http: the grader GETs http_path and reads a JSON object; prometheus: the grader scrapes "
+        "serving.metrics_path and reads a gauge; webhook: the service POSTs alerts (Alertmanager-style or "
+        "plain JSON) to the URL the grader passes in $TAKEHOME_ALERT_WEBHOOK_URL."))
+    http_path: str | None = Field(None, description="http signal: GET path, e.g. /drift")
+    drift_field: str = Field("drift", description="http signal: boolean field meaning 'drift detected now'")
+    features_field: str = Field("features", description="http signal: list of the feature names that drifted")
+    prometheus_metric: str | None = Field(None, description="prometheus signal: gauge name; a sample > 0 means firing")
+    feature_label: str = Field("feature", description="prometheus/webhook: label naming the drifted feature")
+
+    @model_validator(mode="after")
+    def _needs_source(self) -> "DriftSignal":
+        if self.signal == "http":
+            if not self.http_path:
+                raise ValueError("drift.http_path is required when drift.signal is 'http'")
+            _check_path(self.http_path)
+        if self.signal == "prometheus" and not self.prometheus_metric:
+            raise ValueError("drift.prometheus_metric is required when drift.signal is 'prometheus'")
+        return self
+
+
+class Logs(_Strict):
+    """Where request logs can be found, besides the service's stdout and stderr."""
+
+    paths: list[str] = Field(default_factory=list, description="Local runtime: log files, relative to the repo.")
+
+
+_VERSION_PLACEHOLDER = "{version}"
+
+
+class _Commands(_Strict):
+    deploy: str = Field(..., description="Makes a model version the served one. '{version}' is replaced "
+                        "by v1 or v2 (also passed as $TAKEHOME_MODEL_VERSION).")
+    rollback: str = Field(..., description="One command: serve the previous version again. Must be safe to "
+                          "run twice and exit non-zero when it fails.")
+    setup: str | None = Field(None, description="Optional one-off command after the build (e.g. fetch nothing, "
+                              "prepare a registry).")
+
+    @field_validator("deploy")
+    @classmethod
+    def _deploy_takes_version(cls, v: str) -> str:
+        if _VERSION_PLACEHOLDER not in v:
+            # Also accepted: reading $TAKEHOME_MODEL_VERSION; but a literal placeholder is the common case.
+            if "TAKEHOME_MODEL_VERSION" not in v:
+                raise ValueError("must contain '{version}' or read $TAKEHOME_MODEL_VERSION")
+        return v
+
+
+class LocalRuntime(_Commands):
+    """Local runtime: an isolated virtualenv built from the declared requirements."""
+
+    requirements: str = Field("requirements.txt", description="pip requirements file, relative to the repo root")
+    start: str = Field(..., description="Long-running command that starts the server on $PORT.")
+
+
+class DockerRuntime(_Commands):
+    """Docker runtime: the candidate's Dockerfile."""
+
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+
+
+class KindRuntime(_Commands):
+    """kind runtime: the candidate's manifests (plain YAML or kustomize) and image."""
+
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    manifests: str = Field("k8s/", description="Directory of manifests or a kustomization")
+    image_placeholder: str = Field("takehome-candidate:latest", description="Image reference in the manifests "
+                                   "that the grader replaces with the image it built.")
+    service: str = Field(..., description="Name of the Service that exposes the model server.")
+
+
+class Runtimes(_Strict):
+    local: LocalRuntime | None = None
+    docker: DockerRuntime | None = None
+    kind: KindRuntime | None = None
+
+
+class Candidate(_Strict):
+    name: str | None = None
+    email: str | None = None
+
+
+class Contract(_Strict):
+    """The whole ``takehome.yaml``."""
+
+    version: Literal[1] = Field(1, description="Contract format version")
+    candidate: Candidate = Field(default_factory=Candidate)
+    framework: str = Field("other", description="Serving framework, free text (fastapi, bentoml, kserve, ...)")
+    flavor: Literal["sklearn", "torch"] = Field("sklearn", description="Which model artifact flavour is served")
+    serving: Serving
+    drift: DriftSignal
+    logs: Logs = Field(default_factory=Logs)
+    runtimes: Runtimes
+
+    @model_validator(mode="after")
+    def _at_least_one_runtime(self) -> "Contract":
+        if not (self.runtimes.local or self.runtimes.docker or self.runtimes.kind):
+            raise ValueError("runtimes must declare at least one of local, docker, kind")
+        if self.drift.signal == "prometheus" and not self.serving.metrics_path:
+            raise ValueError("drift.signal 'prometheus' needs serving.metrics_path")
+        return self
+
+    def runtime(self, name: str) -> LocalRuntime | DockerRuntime | KindRuntime:
+        """Return the section for runtime ``name`` or raise ContractError if the candidate did not declare it."""
+        section = getattr(self.runtimes, name, None)
+        if section is None:
+            declared = [n for n in ("local", "docker", "kind") if getattr(self.runtimes, n)]
+            raise ContractError(f"takehome.yaml declares no '{name}' runtime (it declares: {', '.join(declared)})."
+                                f" Add a runtimes.{name} section or grade with --runtime {declared[0]}.")
+        return section
+
+
+def render_command(template: str, version: str | None = None) -> str:
+    """Substitute ``{version}`` in a contract command."""
+    return template if version is None else template.replace(_VERSION_PLACEHOLDER, version)
+
+
+# --- loading with line numbers -------------------------------------------------------------
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that remembers the line of every mapping key, so errors can point at it."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    lines = {}
+    for key_node, _ in node.value:
+        lines[str(key_node.value)] = key_node.start_mark.line + 1
+    mapping["__lines__"] = lines  # stripped before validation
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(data: Any, prefix: tuple[str, ...], index: dict[tuple[str, ...], int]) -> Any:
+    if isinstance(data, dict):
+        lines = data.pop("__lines__", {})
+        for key, line in lines.items():
+            index[prefix + (key,)] = line
+        return {k: _strip_lines(v, prefix + (str(k),), index) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_strip_lines(v, prefix + (str(i),), index) for i, v in enumerate(data)]
+    return data
+
+
+def _line_for(loc: tuple[Any, ...], index: dict[tuple[str, ...], int]) -> int | None:
+    path = tuple(str(p) for p in loc)
+    while path:
+        if path in index:
+            return index[path]
+        path = path[:-1]
+    return None
+
+
+def parse_contract(text: str, source: str = CONTRACT_FILENAME) -> Contract:
+    """Parse and validate contract text. Raises ContractError naming field and line for each problem."""
+    try:
+        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ContractError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ContractError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    index: dict[tuple[str, ...], int] = {}
+    data = _strip_lines(raw, (), index)
+    try:
+        return Contract.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"])
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_for(loc, index)
+            where = f" (line {line})" if line else ""
+            msg = re.sub(r"^Value error, ", "", err["msg"])
+            problems.append(f"{field}{where}: {msg}")
+        raise ContractError(f"{source}: {len(problems)} problem(s) in the submission contract", problems) from None
+
+
+def load_contract(repo_dir: Path) -> Contract:
+    """Read ``takehome.yaml`` from a candidate repo."""
+    path = repo_dir / CONTRACT_FILENAME
+    if not path.is_file():
+        raise ContractError(f"no {CONTRACT_FILENAME} at the root of the candidate repo ({repo_dir}). "
+                            "Copy the template from the assignment's CONTRACT.md and fill it in.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{CONTRACT_FILENAME}: cannot be read: {exc}") from None
+    return parse_contract(text, CONTRACT_FILENAME)
+
+
+def contract_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the contract, as shipped in ``assignment/takehome.schema.json``."""
+    schema = Contract.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "takehome.yaml: the submission contract"
+    return schema

@@ -1,0 +1,133 @@
+"""The runtime interface: everything the grader needs from a place where a candidate's service runs.
+
+Local, docker and kind implement it side by side; checks only ever see this interface (and an
+HTTP endpoint), so every check runs unchanged on each runtime. Each method has a one-line contract.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from harness.cleanup import CleanupStack
+from harness.contract import Contract
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grader.config import GraderConfig
+
+#: Output kept from each candidate command (head and tail), so reports stay readable.
+OUTPUT_LIMIT = 20_000
+
+
+def clip(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """Keep the head and the tail of long output."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + f"\n... [{len(text) - limit} characters cut] ...\n" + text[-half:]
+
+
+@dataclass
+class CommandResult:
+    """The outcome of one candidate command (deploy, rollback, setup)."""
+
+    name: str
+    command: str
+    exit_code: int | None  # None when it timed out or could not start
+    stdout: str
+    stderr: str
+    duration_s: float
+    timed_out: bool = False
+    error: str | None = None  # could not be started at all
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.error is None
+
+    def evidence(self) -> dict[str, object]:
+        """A compact dict for report evidence."""
+        return {
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "timed_out": self.timed_out,
+            "duration_s": round(self.duration_s, 3),
+            "stdout_tail": self.stdout[-1500:],
+            "stderr_tail": self.stderr[-1500:],
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass
+class RuntimeContext:
+    """What a runtime is given: the candidate checkout, its contract, the config, and the cleanup stack."""
+
+    run_id: str
+    repo_dir: Path  # the candidate's checkout (a private copy the runtime may write to)
+    work_dir: Path  # scratch space for this run (state, logs, kubeconfig...)
+    contract: Contract
+    config: "GraderConfig"
+    cleanup: CleanupStack
+    progress: Callable[[str], None] = lambda _msg: None
+    #: Variables the candidate's processes get on top of the scrubbed base (e.g. the webhook URL).
+    candidate_env: dict[str, str] = field(default_factory=dict)
+
+
+class Runtime(ABC):
+    """A place to build, run, command and tear down one candidate's service."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    @abstractmethod
+    def is_available(cls) -> tuple[bool, str]:
+        """Whether this runtime can work on this machine, and why not if it cannot."""
+
+    @abstractmethod
+    def build(self) -> None:
+        """Build the candidate (image or isolated env). Raises SubmissionError with the build log."""
+
+    @abstractmethod
+    def up(self) -> None:
+        """Start the service. Returns once started (readiness is the lifecycle's job). Registers its undo."""
+
+    @abstractmethod
+    def endpoint(self) -> str:
+        """Base URL (no trailing slash) at which the grader reaches the service, without port-forwarding."""
+
+    @abstractmethod
+    def grader_host(self) -> str:
+        """Host name or address at which the candidate's service reaches servers the grader runs (webhooks)."""
+
+    @abstractmethod
+    def run_command(self, name: str, command: str, timeout_s: float,
+                    env: dict[str, str] | None = None) -> CommandResult:
+        """Run a candidate command (deploy, rollback...) with only what it needs. Never raises on failure."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether the service process / container / pods are still running."""
+
+    @abstractmethod
+    def logs(self) -> str:
+        """Every log line the candidate's service has written so far (stdout, stderr, declared log files)."""
+
+    @abstractmethod
+    def diagnostics(self) -> dict[str, str]:
+        """Collectors for a failure report: e.g. process table, container inspect, pod events."""
+
+    @abstractmethod
+    def down(self) -> None:
+        """Stop and remove everything this runtime started. Idempotent; safe after a partial ``up``."""
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """Look up a runtime implementation by name (``local``, ``docker``, ``kind``)."""
+    from harness.runtimes import registry
+
+    return registry.get(name)
