@@ -1,0 +1,97 @@
+"""Prometheus drift signal: the grader scrapes ``serving.metrics_path`` and reads a gauge.
+
+Any sample of ``drift.prometheus_metric`` with a value > 0 means firing; the ``feature_label``
+values of those samples are the blamed features. So both shapes work:
+``takehome_drift_detected 1`` (one unlabelled gauge) and
+``takehome_feature_drift{feature="amount"} 1`` (one series per feature).
+
+A labelled gauge that was never set is exposed with no samples (or not at all); that reads as
+"not firing", not as an error: in Prometheus an absent series means no alert. The reading's
+``raw`` still says whether the metric was present, so a misspelt metric name shows in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness.observers.base import DriftObserver, DriftReading, excerpt
+
+_MAX_SAMPLES_KEPT = 20  # samples of the metric quoted in a reading
+
+
+def _matches(metric: str, family_name: str, sample_name: str) -> bool:
+    if sample_name == metric:
+        return True
+    # The parser strips "_total" from counter family names; accept the family name for the value
+    # sample, but never "_created" / "_bucket" style companions that are not the signal itself.
+    return family_name == metric and sample_name in (metric, metric + "_total")
+
+
+def read_metric(text: str, metric: str, feature_label: str) -> tuple[bool, frozenset[str], dict[str, Any]]:
+    """Parse exposition ``text``; return (firing, features, raw excerpt). Raises ValueError on bad text."""
+    firing = False
+    features: set[str] = set()
+    present = False
+    samples: list[dict[str, Any]] = []
+    for family in text_string_to_metric_families(text):
+        family_hit = family.name == metric or family.name + "_total" == metric
+        present = present or family_hit
+        for sample in family.samples:
+            if not _matches(metric, family.name, sample.name):
+                continue
+            present = True
+            value = float(sample.value)
+            if len(samples) < _MAX_SAMPLES_KEPT:
+                samples.append({"labels": dict(sample.labels), "value": value})
+            if not math.isnan(value) and value > 0:
+                firing = True
+                label = sample.labels.get(feature_label)
+                if label:
+                    features.add(label)
+    return firing, frozenset(features), {"metric": metric, "metric_present": present, "samples": samples}
+
+
+class PrometheusDriftObserver(DriftObserver):
+    """Scrape ``base_url + metrics_path`` and read ``metric``."""
+
+    def __init__(self, base_url: str, metrics_path: str, metric: str, feature_label: str = "feature",
+                 timeout_s: float = 2.0) -> None:
+        self.url = base_url.rstrip("/") + metrics_path
+        self.metric = metric
+        self.feature_label = feature_label
+        self.timeout_s = timeout_s
+        self._client: httpx.Client | None = None
+
+    def start(self) -> None:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout_s)
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def describe(self) -> str:
+        return f"prometheus {self.url} metric {self.metric!r} (feature label {self.feature_label!r})"
+
+    def poll(self) -> DriftReading:
+        self.start()
+        assert self._client is not None
+        try:
+            resp = self._client.get(self.url)
+        except httpx.HTTPError as exc:
+            return DriftReading.failed(f"GET {self.url} failed: {type(exc).__name__}: {exc}")
+        if resp.status_code != 200:
+            return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status_code}",
+                                       {"status": resp.status_code, "body": excerpt(resp.text)})
+        try:
+            firing, features, raw = read_metric(resp.text, self.metric, self.feature_label)
+        except Exception as exc:  # noqa: BLE001 - the parser raises assorted errors on malformed text
+            return DriftReading.failed(f"{self.url} is not Prometheus exposition text: {exc}",
+                                       {"status": resp.status_code, "body": excerpt(resp.text, 500)})
+        raw["status"] = resp.status_code
+        return DriftReading(firing=firing, features=features, ok=True, raw=raw)
