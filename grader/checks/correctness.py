@@ -1,0 +1,55 @@
+"""Predictions on hidden rows must match the reference model's, within tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grader.results import Outcome
+from grader.session import Deadline, GradingSession
+from harness.traffic.baseline import baseline_records
+
+#: Hidden probe rows for correctness, and how many go in one request.
+CORRECTNESS_ROWS = 200
+BATCH = 25
+
+
+def _worst_rows(rows: list[dict], got: np.ndarray, want: np.ndarray, k: int = 3) -> list[dict]:
+    order = np.argsort(-np.abs(got - want))[:k]
+    return [{"row": rows[i], "served": float(got[i]), "reference": float(want[i])} for i in order]
+
+
+def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
+    """Send hidden in-distribution rows (nulls included) and compare to the reference model."""
+    rows = baseline_records(CORRECTNESS_ROWS, s.seed + 11)
+    served: list[float] = []
+    for start in range(0, len(rows), BATCH):
+        deadline.check()
+        rid = s.request_id("correctness")
+        out = s.client.predict(rows[start:start + BATCH], request_id=rid)
+        s.remember_request_id(rid)
+        if not out.ok or out.predictions is None:
+            return [Outcome.failed("predictions_match", "a prediction request on valid input failed",
+                                   failing_request=out.evidence(), rows_checked=len(served))]
+        served.extend(out.predictions)
+    got = np.asarray(served, dtype=float)
+    atol = s.config.thresholds.correctness_atol
+    shares = {}
+    for version in ("v2", "v1"):
+        want = s.reference.predict(version, rows)
+        shares[version] = float(np.mean(np.abs(got - want) <= atol))
+    best = max(shares, key=shares.__getitem__)
+    want = s.reference.predict(best, rows)
+    max_err = float(np.max(np.abs(got - want)))
+    evidence = {"rows": len(rows), "atol": atol, "match_share": {k: round(v, 4) for k, v in shares.items()},
+                "compared_to": best, "max_abs_error": max_err, "rows_with_nulls":
+                sum(1 for r in rows if any(v is None for v in r.values()))}
+    need = s.config.thresholds.correctness_min_match
+    if shares[best] >= need:
+        note = "" if best == "v2" else " (v1 is live: the rollout is scored under deployment)"
+        return [Outcome.passed("predictions_match", f"{shares[best]:.1%} of {len(rows)} hidden rows match the "
+                               f"reference {best} within {atol}{note}", **evidence)]
+    evidence["worst_rows"] = _worst_rows(rows, got, want)
+    # Some credit for mostly-right preprocessing, none for predictions that match nothing.
+    return [Outcome.partial("predictions_match", 0.5 * shares[best],
+                            f"only {shares[best]:.1%} of hidden rows match the reference model "
+                            f"(need {need:.0%}); largest error {max_err:.4f}", **evidence)]

@@ -1,0 +1,87 @@
+"""Deploy v1, then roll out v2, each with the candidate's own deploy command; confirm by fingerprint."""
+
+from __future__ import annotations
+
+import time
+
+from grader.results import Outcome
+from grader.session import Deadline, GradingSession
+from harness.contract import render_command
+from harness.fingerprint import VersionReading
+
+
+def wait_for_version(s: GradingSession, version: str, timeout_s: float, phase: str,
+                     interval_s: float = 0.5) -> tuple[VersionReading, float, list[str]]:
+    """Poll the fingerprint until ``version`` is served or the timeout passes.
+
+    Returns the last reading, the seconds it took, and the sequence of versions seen (evidence).
+    """
+    start = time.monotonic()
+    seen: list[str] = []
+    reading = s.fingerprint(phase)
+    seen.append(reading.version)
+    while reading.version != version and time.monotonic() - start < timeout_s:
+        time.sleep(interval_s)
+        reading = s.fingerprint(phase)
+        if reading.version != seen[-1]:
+            seen.append(reading.version)
+    return reading, time.monotonic() - start, seen
+
+
+def deploy(s: GradingSession, version: str, item: str, deadline: Deadline) -> Outcome:
+    """Run ``deploy <version>`` and check, from predictions alone, that ``version`` is then served."""
+    command = render_command(s.commands.deploy, version)
+    s.progress(f"deploy {version}: {command}")
+    s.event("deploy", f"deploy {version} start")
+    result = s.runtime.run_command(f"deploy {version}", command,
+                                   timeout_s=min(s.config.timeouts.deploy, deadline.remaining()),
+                                   env={"TAKEHOME_MODEL_VERSION": version})
+    s.event("deploy", f"deploy {version} end", exit_code=result.exit_code)
+    wait_s = min(s.config.thresholds.rollout_timeout_s, deadline.remaining())
+    reading, took, seen = wait_for_version(s, version, wait_s, f"deploy-{version}")
+    predictions = s.last_probe_predictions()
+    evidence = {"deploy": result.evidence(), "fingerprint": reading.evidence(),
+                "versions_seen": seen, "seconds_until_served": round(took, 2)}
+
+    if reading.version == version:
+        if version == "v1" or reading.basis == "reference":
+            s.facts[f"{version}_served"] = True
+            if predictions is not None:
+                s.fingerprinter.learn(version, predictions)
+        if not result.ok:
+            return Outcome.partial(item, 0.5, f"{version} is served, but the deploy command failed "
+                                   f"(exit {result.exit_code}{', timed out' if result.timed_out else ''})",
+                                   **evidence)
+        return Outcome.passed(item, f"{version} served {took:.1f}s after the deploy command "
+                              f"(fingerprint basis: {reading.basis})", **evidence)
+
+    # Predictions match no reference version: learn the candidate's own signature instead, so a
+    # preprocessing bug is scored once (by correctness), not again here and in rollback.
+    if reading.version == "unknown" and result.ok and predictions is not None:
+        other = "v1" if version == "v2" else "v2"
+        s.fingerprinter.learn(version, predictions)
+        if version == "v1":
+            s.facts["v1_served"] = True
+            return Outcome.passed(item, "deploy v1 succeeded; predictions match no reference version, so v1 "
+                                  "is identified from here on by the service's own responses", **evidence)
+        reread = s.fingerprinter.classify(predictions)
+        if other in s.fingerprinter.signatures and reread.version == version:
+            s.facts[f"{version}_served"] = True
+            return Outcome.passed(item, f"{version} served: responses changed from the v1 signature "
+                                  "(predictions match no reference version)", **evidence)
+        return Outcome.failed(item, f"deploy {version} exited 0 but the responses did not change from v1's",
+                              **evidence)
+    if result.ok:
+        msg = (f"deploy {version} exited 0, but the live model is {reading.version} after "
+               f"{took:.0f}s (decided from predictions, not from what the service claims)")
+    else:
+        msg = f"deploy {version} failed (exit {result.exit_code}) and {reading.version} is served"
+    return Outcome.failed(item, msg, **evidence)
+
+
+def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
+    """Deployment section: v1 via deploy, then v2 via deploy (the rollout)."""
+    out = [deploy(s, "v1", "v1_served", deadline)]
+    deadline.check()
+    out.append(deploy(s, "v2", "v2_rollout", deadline))
+    return out

@@ -1,0 +1,82 @@
+"""Bad input must get a 4xx, and the service must stay healthy afterwards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from grader.results import Outcome
+from grader.session import Deadline, GradingSession
+from harness.protocol import encode_request
+from harness.traffic.baseline import baseline_records
+from reference_model.schema import NULLABLE_FEATURES, NUMERIC_FEATURES
+
+
+def _mutated(row: dict, fn: Callable[[dict], None]) -> dict:
+    copy = dict(row)
+    fn(copy)
+    return copy
+
+
+def bad_inputs(row: dict, protocol: str, oversized_mb: float) -> list[tuple[str, bytes]]:
+    """(name, body) pairs that a correct service must reject with a 4xx."""
+    numeric = NUMERIC_FEATURES[0]
+    non_nullable = next(f for f in NUMERIC_FEATURES if f not in NULLABLE_FEATURES)
+    cases: list[tuple[str, bytes]] = [
+        ("malformed JSON", b'{"instances": [{"amount": 12.5,'),
+        ("not a JSON object", b"[1, 2, 3]"),
+        ("empty instances", b'{"instances": []}' if protocol == "v1" else b'{"inputs": []}'),
+        ("wrong type (string for a number)", encode_request([_mutated(row, lambda r: r.__setitem__(
+            numeric, "twelve"))], protocol)),
+        ("missing feature", encode_request([_mutated(row, lambda r: r.pop(numeric))], protocol)),
+        ("extra feature", encode_request([_mutated(row, lambda r: r.__setitem__("favourite_colour", 3))],
+                                         protocol)),
+        ("null in a non-nullable feature", encode_request([_mutated(row, lambda r: r.__setitem__(
+            non_nullable, None))], protocol)),
+        ("out-of-range value (negative amount)", encode_request([_mutated(row, lambda r: r.__setitem__(
+            "amount", -50.0))], protocol)),
+    ]
+    # Many rows of valid JSON: a server that reads unbounded bodies has no defence against this.
+    big_rows = int(oversized_mb * 1024 * 1024 / max(1, len(json.dumps(row))))
+    cases.append((f"oversized body (~{oversized_mb:g} MB)", encode_request([row] * big_rows, protocol)))
+    return cases
+
+
+def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
+    """Send each bad input, then check the service still answers a valid request."""
+    row = baseline_records(1, s.seed + 606)[0]
+    path = s.contract.serving.predict_path
+    header = s.contract.serving.request_id_header
+    results = []
+    for name, body in bad_inputs(row, s.contract.serving.protocol, s.config.thresholds.oversized_body_mb):
+        deadline.check()
+        rid = s.request_id("robustness")
+        out = s.client.request("POST", path, content=body, timeout_s=15.0,
+                               headers={"Content-Type": "application/json", header: rid})
+        accepted = out.status is not None and 400 <= out.status < 500
+        results.append({"case": name, "status": out.status, "rejected_with_4xx": accepted,
+                        **({"error": out.error} if out.error else {}),
+                        **({"response_excerpt": out.body_excerpt[:200]} if not accepted else {})})
+    passed = [r for r in results if r["rejected_with_4xx"]]
+    failed = [r for r in results if not r["rejected_with_4xx"]]
+    if failed:
+        msg = (f"{len(passed)} of {len(results)} bad inputs got a 4xx; not: "
+               + "; ".join(f"{r['case']} -> {r['status'] if r['status'] is not None else r.get('error')}"
+                           for r in failed))
+    else:
+        msg = f"all {len(results)} bad inputs got a 4xx"
+    rejects = Outcome.partial("rejects_bad_input", len(passed) / len(results), msg, cases=results)
+
+    ready = s.client.ready()
+    rid = s.request_id("robustness-after")
+    valid = s.client.predict([row], request_id=rid)
+    s.remember_request_id(rid)
+    alive = s.runtime.alive()
+    ev = {"ready_after": ready.evidence(), "valid_request_after": valid.evidence(), "process_alive": alive}
+    if ready.ok and valid.ok:
+        healthy = Outcome.passed("stays_healthy", "ready and answering valid requests after the bad inputs", **ev)
+    else:
+        healthy = Outcome.failed("stays_healthy", "the service is not healthy after the bad inputs "
+                                 f"(ready: {ready.status or ready.error}, valid request: "
+                                 f"{valid.status or valid.error})", **ev)
+    return [rejects, healthy]

@@ -1,0 +1,172 @@
+"""The ``takehome`` command line. Each command parses, calls one library function, and maps the
+outcome to an exit code. Results go to stdout; progress goes to stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import IntEnum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Grade MLOps take-home submissions: deploy, replay drift, load, roll back, score.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class Exit(IntEnum):
+    """Exit codes. 0 means grading completed, whatever the score."""
+
+    OK = 0
+    BELOW_MIN_SCORE = 1
+    USAGE = 2
+    BROKEN_SUBMISSION = 3
+    GRADER_FAULT = 4
+    INTERRUPTED = 130
+
+
+def _progress(start: float):  # noqa: ANN202
+    def emit(message: str) -> None:
+        err.print(f"[dim]{time.monotonic() - start:7.1f}s[/dim] {message}", markup=True, highlight=False)
+    return emit
+
+
+def exit_code_for(status: str, score: float, min_score: float | None) -> Exit:
+    """Map a report's status and score to the process exit code."""
+    if status == "broken_submission":
+        return Exit.BROKEN_SUBMISSION
+    if status == "grader_error":
+        return Exit.GRADER_FAULT
+    if status == "interrupted":
+        return Exit.INTERRUPTED
+    if min_score is not None and score < min_score:
+        return Exit.BELOW_MIN_SCORE
+    return Exit.OK
+
+
+@app.command()
+def grade(
+    repo: str = typer.Option(..., "--repo", "-r", help="Candidate repo: a git URL or a local path."),
+    runtime: str = typer.Option("local", "--runtime", help="Where to deploy it: local, docker or kind."),
+    ref: Optional[str] = typer.Option(None, "--ref", help="Commit, tag or branch to grade (default: as fetched)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grader config YAML (overrides the "
+                                          "shipped defaults key by key; see grader/defaults.yaml)."),
+    out_dir: Path = typer.Option(Path("reports"), "--out", "-o", help="Where the reports are written."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Exit 1 when the score is below this "
+                                              "(for CI gating)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the work dir for debugging."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Reference artifacts dir "
+                                             "(default: build/artifacts, built if missing)."),
+) -> None:
+    """Grade one candidate repo and write report.json, scorecard.md, report.html, junit.xml, results.json.
+
+    Exit codes: 0 graded (any score), 1 below --min-score, 2 usage or config error, 3 broken submission
+    (cannot be fetched, built or started), 4 grader fault, 130 interrupted.
+    """
+    from grader.config import ConfigError, load_config
+    from grader.lifecycle import GradeRequest, grade as run_grade
+    from grader.reports.markdown import render_markdown
+    from grader.reports.write import write_reports
+    from harness.runtimes.registry import NAMES
+
+    if runtime not in NAMES:
+        err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(NAMES)}")
+        raise typer.Exit(Exit.USAGE)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(Exit.USAGE) from None
+    start = time.monotonic()
+    progress = _progress(start)
+    progress(f"grading {repo} on the {runtime} runtime")
+    report = run_grade(GradeRequest(repo=repo, runtime=runtime, ref=ref, config=cfg, artifacts_dir=artifacts,
+                                    keep=keep, progress=progress))
+    paths = write_reports(report, out_dir)
+    out.print(render_markdown(report), markup=False)
+    progress(f"score {report.score:g} / {report.max_score:g} ({report.status}); reports in {out_dir}/: "
+             + ", ".join(p.name for p in paths.values()))
+    raise typer.Exit(exit_code_for(report.status, report.score, min_score))
+
+
+@app.command()
+def validate(path: Path = typer.Argument(Path("."), help="A candidate repo or a takehome.yaml file.")) -> None:
+    """Check a takehome.yaml against the submission contract; errors name the field and the line."""
+    from harness.contract import CONTRACT_FILENAME, ContractError, load_contract, parse_contract
+
+    try:
+        if path.is_dir():
+            contract = load_contract(path)
+        else:
+            contract = parse_contract(path.read_text(encoding="utf-8"), str(path))
+    except ContractError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(Exit.BROKEN_SUBMISSION) from None
+    except OSError as exc:
+        err.print(f"error: cannot read {path}: {exc}")
+        raise typer.Exit(Exit.USAGE) from None
+    runtimes = [n for n in ("local", "docker", "kind") if getattr(contract.runtimes, n)]
+    out.print(f"{CONTRACT_FILENAME} is valid: framework {contract.framework}, flavor {contract.flavor}, "
+              f"drift signal {contract.drift.signal}, runtimes: {', '.join(runtimes)}")
+
+
+@app.command("config")
+def show_config(config: Optional[Path] = typer.Option(None, "--config", "-c", help="A config to validate "
+                                                      "and show merged over the defaults.")) -> None:
+    """Print the effective grader configuration (defaults merged with --config) as YAML."""
+    import yaml
+
+    from grader.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(Exit.USAGE) from None
+    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), markup=False)
+
+
+@app.command()
+def runtimes() -> None:
+    """Show which runtimes can run on this machine, and why not when one cannot."""
+    from harness.runtimes.registry import NAMES, get
+
+    for name in NAMES:
+        try:
+            ok, why = get(name).is_available()
+        except Exception as exc:  # noqa: BLE001 - report, don't crash
+            ok, why = False, str(exc)
+        out.print(f"{name:7s} {'available' if ok else 'unavailable'}{'' if ok else ': ' + why}")
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Where the reports are written."),
+    candidate: str = typer.Option("reference-fastapi", "--candidate", help="Which bundled candidate to grade."),
+    runtime: str = typer.Option("local", "--runtime", help="local, docker or kind."),
+) -> None:
+    """Build the artifacts, assemble a bundled candidate (default: the reference solution), grade it."""
+    from calibration.assemble import assemble
+
+    progress = _progress(time.monotonic())
+    progress(f"assembling candidate '{candidate}' (reference artifacts + its code)")
+    repo = assemble(candidate, Path("build/candidates") / candidate, progress=progress)
+    grade(repo=str(repo), runtime=runtime, ref=None, config=None, out_dir=out_dir, min_score=None, keep=False,
+          artifacts=None)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(Exit.INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

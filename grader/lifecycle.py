@@ -1,0 +1,330 @@
+"""The grading lifecycle: fetch -> contract -> build -> start -> deployment -> correctness ->
+drift -> latency -> rollback -> robustness -> observability -> teardown -> report.
+
+Every phase has its own timeout. A phase that fails or times out scores zero for what depends
+on it and the run goes on with what it can still check. Teardown always runs (crash, timeout,
+Ctrl-C), after the collectors have grabbed logs, and a report is always produced.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from grader.checks import correctness, deployment, drift, latency, observability, robustness, rollback
+from grader.config import GraderConfig
+from grader.results import CandidateInfo, GradeReport, Outcome, PhaseResult, utcnow
+from grader.scoring import score_sections, total
+from grader.session import Deadline, GradingSession, ReferenceModels
+from harness.cleanup import CleanupStack
+from harness.contract import Contract, ContractError, load_contract
+from harness.errors import GraderFault, HarnessError, PhaseTimeout, SubmissionError
+from harness.fetch import fetch_candidate
+from harness.fingerprint import Fingerprinter
+from harness.runtimes.base import Runtime, RuntimeContext
+from harness.runtimes.registry import get as runtime_class
+from harness.service import ServiceClient
+from harness.traffic.baseline import baseline_records
+
+GRADER_VERSION = "0.1.0"
+
+#: Section phases in the order the brief's lifecycle runs them, with their check module and timeout key.
+SECTION_PHASES: list[tuple[str, Any, str]] = [
+    ("deployment", deployment, "deploy"),
+    ("correctness", correctness, "correctness"),
+    ("drift", drift, "drift"),
+    ("latency", latency, "latency"),
+    ("rollback", rollback, "rollback"),
+    ("robustness", robustness, "robustness"),
+    ("observability", observability, "robustness"),
+]
+
+
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) arrived: stop, tear down, report."""
+
+
+@dataclass
+class GradeRequest:
+    """What to grade, where, and how."""
+
+    repo: str
+    runtime: str = "local"
+    ref: str | None = None
+    config: GraderConfig | None = None
+    artifacts_dir: Path | None = None
+    keep: bool = False  # keep the work dir (and, for kind, the cluster) for debugging
+    progress: Callable[[str], None] = lambda _m: None
+
+
+@dataclass
+class _Run:
+    req: GradeRequest
+    config: GraderConfig
+    report: GradeReport
+    cleanup: CleanupStack = field(default_factory=CleanupStack)
+    outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    t0: float = field(default_factory=time.monotonic)
+
+    @contextmanager
+    def phase(self, name: str, timeout_s: float | None = None) -> Iterator[Deadline]:
+        """Time a phase, record how it ended; SubmissionError and timeouts are recorded, not raised."""
+        started = utcnow()
+        start = time.monotonic()
+        deadline = Deadline(timeout_s or 3600.0, name)
+        self.req.progress(f"▶ {name}")
+        status, message, error = "ok", "", None
+        try:
+            yield deadline
+        except PhaseTimeout as exc:
+            status, message = "timeout", str(exc)
+            raise
+        except SubmissionError as exc:
+            status, message, error = "failed", str(exc), exc.describe()
+            raise
+        except (KeyboardInterrupt, Interrupted):
+            status, message = "interrupted", "interrupted"
+            raise
+        except HarnessError as exc:
+            status, message, error = "error", str(exc), exc.describe()
+            raise
+        except Exception as exc:
+            status, message, error = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8)
+            raise
+        finally:
+            took = time.monotonic() - start
+            self.report.phases.append(PhaseResult(name=name, status=status, started_at=started,  # type: ignore[arg-type]
+                                                  duration_s=round(took, 3), message=message, error=error))
+            mark = {"ok": "✓", "timeout": "⏱", "interrupted": "■"}.get(status, "✗")
+            self.req.progress(f"{mark} {name} ({took:.1f}s){': ' + message if message else ''}")
+
+
+def _reference_models(artifacts_dir: Path, flavor: str) -> ReferenceModels:
+    from reference_model.predictors import load_predictor  # lazy: loads sklearn (and torch for that flavour)
+
+    def predict(version: str, rows: list[dict]) -> Any:
+        return load_predictor(artifacts_dir, flavor, version).predict_records(rows)
+
+    return ReferenceModels(predict=predict)
+
+
+def _fingerprinter(reference: ReferenceModels, seed: int, n_rows: int, atol: float) -> Fingerprinter:
+    import numpy as np
+
+    pool = baseline_records(max(200, n_rows * 8), seed + 1)
+    v1 = np.asarray(reference.predict("v1", pool))
+    v2 = np.asarray(reference.predict("v2", pool))
+    keep = np.flatnonzero(Fingerprinter.informative(v1, v2, atol))[:n_rows]
+    if len(keep) < n_rows // 2:
+        raise GraderFault("the reference v1 and v2 models barely differ: cannot fingerprint the live version")
+    rows = [pool[i] for i in keep]
+    return Fingerprinter(rows, {"v1": v1[keep], "v2": v2[keep]}, atol)
+
+
+def grade(req: GradeRequest) -> GradeReport:
+    """Grade one candidate repo on one runtime. Always returns a report; never raises for a bad submission."""
+    from grader.config import load_config
+
+    config = req.config or load_config()
+    seed, seed_source = config.seed()
+    run_id = uuid.uuid4().hex[:12]
+    report = GradeReport(run_id=run_id, runtime=req.runtime, candidate=CandidateInfo(repo=req.repo),
+                         config_digest=config.digest(), grader_version=GRADER_VERSION)
+    run = _Run(req, config, report)
+    work = Path(tempfile.mkdtemp(prefix=f"takehome-{run_id}-"))
+    if not req.keep:
+        import shutil
+
+        run.cleanup.push("remove work dir", lambda: shutil.rmtree(work, ignore_errors=True))
+    else:
+        req.progress(f"keeping work dir {work}")
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise Interrupted("SIGTERM")
+
+    in_main = _in_main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    session: GradingSession | None = None
+    runtime: Runtime | None = None
+    try:
+        if seed_source == "built-in default":
+            req.progress("note: no scenario seed set (config scenario_seed or $TAKEHOME_SCENARIO_SEED); "
+                         "using the built-in default")
+        report.timeline.clear()
+        with run.phase("fetch"):
+            fetched = fetch_candidate(req.repo, work / "repo", ref=req.ref, timeout_s=config.timeouts.fetch)
+            report.candidate.commit = fetched.commit
+        with run.phase("contract"):
+            contract = _load_contract(fetched.path)
+            report.candidate.name = contract.candidate.name
+            report.candidate.framework = contract.framework
+            report.candidate.flavor = contract.flavor
+            commands = contract.runtime(req.runtime)
+        session, runtime = _bring_up(run, contract, commands, fetched.path, work, seed)
+        for section, module, timeout_key in SECTION_PHASES:
+            _run_section(run, session, section, module, getattr(config.timeouts, timeout_key))
+        if any(p.status != "ok" for p in report.phases) and runtime is not None:
+            _collect(run, runtime)
+    except (SubmissionError, ContractError) as exc:
+        report.status = "broken_submission"
+        report.error = exc.describe() if isinstance(exc, HarnessError) else str(exc)
+        if runtime is not None:
+            _collect(run, runtime)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        report.status = "interrupted"
+        report.error = f"grading was interrupted ({type(exc).__name__}); teardown ran and partial results are kept"
+    except Exception as exc:  # a grader fault: keep the traceback in the report, never lose it
+        report.status = "grader_error"
+        report.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=12)}"
+    finally:
+        _teardown(run, session)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    return _finish(run, session)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _load_contract(path: Path) -> Contract:
+    try:
+        return load_contract(path)
+    except ContractError as exc:
+        raise SubmissionError(str(exc).splitlines()[0], details="\n".join(exc.problems)) from None
+
+
+def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work: Path,
+              seed: int) -> tuple[GradingSession, Runtime]:
+    """Build and start the service, set up the drift observer, and return the session."""
+    req, config = run.req, run.config
+    from harness.observers.factory import make_observer
+    from harness.observers.webhook import WebhookReceiver
+
+    candidate_env: dict[str, str] = {}
+    receiver = None
+    cls = runtime_class(req.runtime)
+    ok, why = cls.is_available()
+    if not ok:
+        raise GraderFault(f"runtime '{req.runtime}' is not available here: {why}")
+    ctx = RuntimeContext(run_id=run.report.run_id, repo_dir=repo_dir, work_dir=work, contract=contract,
+                         config=config, cleanup=run.cleanup, progress=req.progress, candidate_env=candidate_env)
+    runtime = cls(ctx)
+    if contract.drift.signal == "webhook":
+        receiver = WebhookReceiver(host="127.0.0.1" if req.runtime == "local" else "0.0.0.0")
+        receiver.start()
+        run.cleanup.push("stop webhook receiver", receiver.stop)
+        candidate_env["TAKEHOME_ALERT_WEBHOOK_URL"] = receiver.url_for(runtime.grader_host())
+    with run.phase("build", config.timeouts.build):
+        runtime.build()
+    with run.phase("start", config.timeouts.start + config.timeouts.ready):
+        runtime.up()
+        client = ServiceClient(runtime.endpoint(), contract.serving, timeout_s=config.load.timeout_s)
+        run.cleanup.push("close control client", client.close)
+        ready = client.wait_ready(config.timeouts.ready, alive=runtime.alive)
+        if not ready.ok:
+            raise SubmissionError(f"the service never became ready at {contract.serving.ready_path} within "
+                                  f"{config.timeouts.ready:g}s (last: {ready.status or ready.error})",
+                                  details=_log_tail(runtime))
+    artifacts = req.artifacts_dir or _default_artifacts()
+    reference = _reference_models(artifacts, contract.flavor)
+    fingerprinter = _fingerprinter(reference, seed, config.traffic.probe_rows, config.thresholds.correctness_atol)
+    observer = make_observer(contract.drift, runtime.endpoint(), contract.serving.metrics_path, receiver)
+    observer.start()
+    run.cleanup.push("stop drift observer", observer.stop)
+    session = GradingSession(run_id=run.report.run_id, config=config, contract=contract, runtime=runtime,
+                             client=client, reference=reference, fingerprinter=fingerprinter, observer=observer,
+                             seed=seed, progress=req.progress, commands=commands, t0=run.t0)
+    return session, runtime
+
+
+def _default_artifacts() -> Path:
+    from reference_model.paths import ensure_artifacts
+
+    return ensure_artifacts()
+
+
+def _log_tail(runtime: Runtime, lines: int = 40) -> str:
+    try:
+        return "\n".join(runtime.logs().splitlines()[-lines:])
+    except Exception as exc:  # noqa: BLE001 - a collector must not mask the real error
+        return f"(logs unavailable: {exc})"
+
+
+def _run_section(run: _Run, s: GradingSession, section: str, module: Any, timeout_s: float) -> None:
+    """Run one section's checks; a failure becomes missing-outcome reasons, never an abort."""
+    try:
+        with run.phase(section, timeout_s) as deadline:
+            run.outcomes[section] = module.run(s, deadline)
+    except PhaseTimeout as exc:
+        run.missing[section] = f"phase timed out: {exc}"
+    except SubmissionError as exc:
+        run.missing[section] = f"phase failed: {exc}"
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a check's own bug must not lose the other sections
+        run.missing[section] = f"grader error in this phase: {type(exc).__name__}: {exc}"
+
+
+def _collect(run: _Run, runtime: Runtime) -> None:
+    """Collectors: grab logs and diagnostics before anything is torn down."""
+    try:
+        diag = runtime.diagnostics()
+    except Exception as exc:  # noqa: BLE001
+        diag = {"error": f"diagnostics failed: {exc}"}
+    run.report.phases.append(PhaseResult(name="collect", status="ok", started_at=utcnow(), duration_s=0.0,
+                                         message="diagnostics collected before teardown",
+                                         details={"diagnostics": diag, "log_tail": _log_tail(runtime, 80)}))
+
+
+def _teardown(run: _Run, session: GradingSession | None) -> None:
+    start = time.monotonic()
+    started = utcnow()
+    records = run.cleanup.run_all()
+    failed = [r for r in records if not r.ok]
+    run.report.phases.append(PhaseResult(
+        name="teardown", status="ok" if not failed else "error", started_at=started,
+        duration_s=round(time.monotonic() - start, 3),
+        message=f"{len(records)} cleanup step(s), {len(failed)} failed",
+        error="; ".join(f"{r.description}: {r.error}" for r in failed) or None,
+        details={"steps": [{"step": r.description, "ok": r.ok, "seconds": round(r.duration_s, 3),
+                            **({"error": r.error} if r.error else {})} for r in records]}))
+    run.req.progress(f"✓ teardown ({len(records)} steps, {len(failed)} failed)")
+
+
+def _finish(run: _Run, session: GradingSession | None) -> GradeReport:
+    report = run.report
+    missing = dict(run.missing)
+    if report.status != "completed":
+        for section in run.config.rubric:
+            if section not in run.outcomes:
+                missing.setdefault(section, f"not checked: {report.status.replace('_', ' ')}")
+    report.sections = score_sections(run.config, run.outcomes, missing)
+    report.score, report.max_score = total(report.sections)
+    if session is not None:
+        report.timeline = list(session.timeline)
+        lat = session.facts.get("latency")
+        if lat:
+            report.latency = {**lat, "spectrum": lat.get("spectrum_ms", [])}
+    report.finished_at = utcnow()
+    report.duration_s = round(time.monotonic() - run.t0, 2)
+    try:
+        from grader.reports.followups import followup_questions
+
+        report.followups = followup_questions(report)
+    except Exception as exc:  # noqa: BLE001 - follow-ups are a nicety; never lose the report for them
+        report.followups = [f"(follow-up questions unavailable: {exc})"]
+    return report

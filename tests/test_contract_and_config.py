@@ -1,0 +1,105 @@
+"""Submission contract validation (errors name the field and line) and grader config validation."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from grader.config import ConfigError, load_config
+from harness.contract import ContractError, load_contract, parse_contract
+
+VALID = textwrap.dedent("""\
+    version: 1
+    framework: fastapi
+    serving:
+      predict_path: /v1/models/fraud:predict
+    drift:
+      signal: http
+      http_path: /drift
+    runtimes:
+      local:
+        start: python -m app
+        deploy: python -m app.registry deploy {version}
+        rollback: python -m app.registry rollback
+    """)
+
+
+def test_valid_contract_parses_with_defaults() -> None:
+    c = parse_contract(VALID)
+    assert c.serving.ready_path == "/healthz"
+    assert c.serving.protocol == "v1"
+    assert c.runtime("local").requirements == "requirements.txt"
+
+
+def test_errors_name_field_and_line() -> None:
+    broken = VALID.replace("predict_path: /v1", "predict_path: v1").replace("rollback: python", "rolback: python")
+    with pytest.raises(ContractError) as info:
+        parse_contract(broken)
+    problems = "\n".join(info.value.problems)
+    assert "serving.predict_path (line 4): must start with '/'" in problems
+    assert "runtimes.local.rolback (line 12)" in problems  # the typo is named, with its line
+    assert "runtimes.local.rollback" in problems and "Field required" in problems
+
+
+def test_yaml_syntax_error_reports_line() -> None:
+    with pytest.raises(ContractError, match="line 3"):
+        parse_contract("version: 1\nserving:\n  predict_path: /a: b: c\nflavor: sklearn\n")
+
+
+def test_signal_specific_fields_required() -> None:
+    with pytest.raises(ContractError) as info:
+        parse_contract(VALID.replace("  http_path: /drift\n", ""))
+    assert any("http_path is required" in p for p in info.value.problems)
+
+
+def test_deploy_must_take_a_version() -> None:
+    with pytest.raises(ContractError) as info:
+        parse_contract(VALID.replace("deploy {version}", "deploy"))
+    assert any("runtimes.local.deploy" in p and "{version}" in p for p in info.value.problems)
+
+
+def test_undeclared_runtime_says_how_to_fix() -> None:
+    with pytest.raises(ContractError, match="--runtime local"):
+        parse_contract(VALID).runtime("kind")
+
+
+def test_missing_contract_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="no takehome.yaml"):
+        load_contract(tmp_path)
+
+
+def test_config_defaults_sum_to_100() -> None:
+    cfg = load_config()
+    assert cfg.max_score == 100
+    assert cfg.traffic.baseline_rows >= 1000  # enough baseline to expose false-alarm-prone monitors
+
+
+def test_config_override_merges_one_key(tmp_path: Path) -> None:
+    f = tmp_path / "team.yaml"
+    f.write_text("rubric:\n  drift:\n    items:\n      attribution: {points: 9}\nload:\n  rate_rps: 80\n")
+    cfg = load_config(f)
+    assert cfg.rubric["drift"].items["attribution"].points == 9
+    assert cfg.rubric["drift"].items["attribution"].title  # title kept from the defaults
+    assert cfg.load.rate_rps == 80 and cfg.load.duration_s == load_config().load.duration_s
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("load:\n  rate_rsp: 80\n", "load.rate_rsp"),
+    ("rubric:\n  drift:\n    items:\n      attribusion: {points: 1, title: x}\n", "attribusion"),
+    ("traffic:\n  scenarios: [mean_shift, alien_invasion]\n", "alien_invasion"),
+    ("load:\n  rate_rps: -5\n", "load.rate_rps"),
+])
+def test_config_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(f)
+
+
+def test_seed_from_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAKEHOME_SCENARIO_SEED", "1234")
+    assert load_config(overrides={"scenario_seed": 99}).seed() == (1234, "environment")
+    monkeypatch.delenv("TAKEHOME_SCENARIO_SEED")
+    assert load_config(overrides={"scenario_seed": 99}).seed() == (99, "config")

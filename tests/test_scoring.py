@@ -1,0 +1,168 @@
+"""The pure scoring rules: fingerprints, drift, rollback and latency verdicts, rubric application."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from grader.checks import drift, latency, rollback
+from grader.config import load_config
+from grader.results import Outcome
+from grader.scoring import score_sections, total
+from harness.fingerprint import Fingerprinter
+from harness.load.records import RequestRecord
+from harness.load.stats import LatencyStats
+from harness.observers.base import DriftReading
+from harness.runtimes.base import CommandResult
+from harness.traffic.scenarios import make_scenarios
+
+CFG = load_config()
+S = SimpleNamespace(config=CFG)
+
+
+# ---------------------------------------------------------------- fingerprint
+
+def _fp() -> Fingerprinter:
+    rows = [{"i": i} for i in range(10)]
+    return Fingerprinter(rows, {"v1": np.linspace(0.1, 0.5, 10), "v2": np.linspace(0.2, 0.9, 10)}, atol=1e-4)
+
+
+def test_fingerprint_by_reference() -> None:
+    fp = _fp()
+    assert fp.classify(list(np.linspace(0.1, 0.5, 10))).version == "v1"
+    assert fp.classify(list(np.linspace(0.2, 0.9, 10) + 5e-5)).version == "v2"
+    assert fp.classify([0.33] * 10).version == "unknown"
+    assert fp.classify([0.1]).version == "error"  # wrong count
+
+
+def test_fingerprint_falls_back_to_learned_signatures() -> None:
+    fp = _fp()
+    garbage_v1, garbage_v2 = [0.01 * i for i in range(10)], [0.02 * i + 0.5 for i in range(10)]
+    assert fp.classify(garbage_v1).version == "unknown"
+    fp.learn("v1", garbage_v1)
+    fp.learn("v2", garbage_v2)
+    reading = fp.classify(garbage_v1)
+    assert (reading.version, reading.basis) == ("v1", "signature")
+    assert fp.classify_one(3, garbage_v2[3]) == "v2"
+
+
+# ---------------------------------------------------------------- drift
+
+def _reading(firing: bool, features: tuple[str, ...] = (), ok: bool = True) -> DriftReading:
+    return DriftReading(firing=firing, features=frozenset(features), ok=ok, error=None, raw={}, t=0.0)
+
+
+def _base(firing_polls: int, polls: int = 40) -> drift.PhaseLog:
+    log = drift.PhaseLog("baseline", rows_sent=2000)
+    log.polls = [_reading(i < firing_polls) for i in range(polls)]
+    return log
+
+
+SCENARIOS = make_scenarios(["mean_shift", "unit_change", "new_category"], 5)
+
+
+def _outcomes(results: list[drift.ScenarioOutcome], base: drift.PhaseLog) -> dict[str, Outcome]:
+    return {o.item: o for o in drift.score(S, base, results)}
+
+
+def test_drift_perfect_monitor() -> None:
+    res = [drift.ScenarioOutcome(sc, True, True, 150, list(sc.features)) for sc in SCENARIOS]
+    out = _outcomes(res, _base(0))
+    assert all(o.fraction == 1.0 for o in out.values()), out
+
+
+def test_drift_silent_monitor_earns_nothing() -> None:
+    res = [drift.ScenarioOutcome(sc, True) for sc in SCENARIOS]
+    out = _outcomes(res, _base(0))
+    assert all(o.fraction == 0.0 for o in out.values())
+    assert "never fired" in out["quiet_on_baseline"].message
+
+
+def test_drift_always_firing_monitor_earns_nothing() -> None:
+    # Never quiet before a scenario: the alarm that was already on proves nothing.
+    res = [drift.ScenarioOutcome(sc, quiet_before=False) for sc in SCENARIOS]
+    out = _outcomes(res, _base(40))
+    assert all(o.fraction == 0.0 for o in out.values()), {k: o.fraction for k, o in out.items()}
+
+
+def test_drift_rare_false_alarm_is_partial_and_delay_and_attribution_scale() -> None:
+    sc = SCENARIOS
+    res = [drift.ScenarioOutcome(sc[0], True, True, 400, list(sc[0].features)),
+           drift.ScenarioOutcome(sc[1], True, True, 1000, ["amount", "hour_of_day", "channel", "card_type"]),
+           drift.ScenarioOutcome(sc[2], True)]
+    out = _outcomes(res, _base(1))
+    assert out["quiet_on_baseline"].fraction == 0.5
+    assert out["detects_scenarios"].fraction == pytest.approx(2 / 3)
+    fast, mx = CFG.thresholds.detection_fast_rows, CFG.traffic.scenario_max_rows
+    assert out["detection_delay"].fraction == pytest.approx((1 + (1 - (1000 - fast) / (mx - fast))) / 3)
+    # Naming four features is not attribution (cap), naming the right one is.
+    assert out["attribution"].fraction == pytest.approx(1 / 3)
+
+
+# ---------------------------------------------------------------- rollback
+
+def _cmd(code: int = 0) -> CommandResult:
+    return CommandResult("rollback", "rb", code, "", "", 0.2)
+
+
+def _fpr(version: str):  # noqa: ANN202
+    from harness.fingerprint import VersionReading
+    return VersionReading(version, "reference", {"v1": 1.0 if version == "v1" else 0.0})
+
+
+def _requests(n: int, failed: int = 0) -> list[dict]:
+    return [{"t": i * 0.05, "ok": i >= failed, "version": "v1", "error": None, "status": 200} for i in range(n)]
+
+
+def test_rollback_clean() -> None:
+    out = rollback.score(S, _cmd(), _cmd(), _fpr("v1"), _fpr("v1"), 1.5, ["v2", "v1"], _requests(200), 2.0)
+    assert [o.fraction for o in out] == [1, 1, 1, 1]
+
+
+def test_rollback_that_changes_nothing_loses_the_section() -> None:
+    out = rollback.score(S, _cmd(), None, _fpr("v2"), None, 30.0, ["v2"], _requests(200), 2.0)
+    assert [o.fraction for o in out] == [0, 0, 0, 0]
+    assert "exited 0" in out[0].message and "v2" in out[0].message
+
+
+def test_rollback_dropping_requests_and_toggling() -> None:
+    out = rollback.score(S, _cmd(), _cmd(), _fpr("v1"), _fpr("v2"), 3.0, ["v2", "v1"], _requests(200, 20), 2.0)
+    by = {o.item: o for o in out}
+    assert by["restores_v1"].fraction == 1 and by["no_failed_requests"].fraction == 0
+    assert "20 of 200" in by["no_failed_requests"].message
+    assert by["idempotent"].fraction == 0  # second run flipped back to v2
+
+
+# ---------------------------------------------------------------- latency
+
+def _stats(latencies_ms: list[float], errors: int = 0) -> LatencyStats:
+    recs = []
+    for i, ms in enumerate(latencies_ms):
+        t = i * 0.02
+        recs.append(RequestRecord(i, t, t, t + ms / 1000, 500 if i < errors else 200,
+                                  "http 500" if i < errors else None))
+    return LatencyStats.from_records(recs)
+
+
+def test_latency_pass_fail_and_inconclusive() -> None:
+    ok = {o.item: o for o in latency.judge(_stats([5.0] * 1000), 100, 0.001)}
+    assert ok["p99_under_slo"].status == "pass" and ok["error_rate"].status == "pass"
+    slow = {o.item: o for o in latency.judge(_stats([5.0] * 900 + [400.0] * 100), 100, 0.001)}
+    assert slow["p99_under_slo"].fraction == 0.0 and "above SLO" in slow["p99_under_slo"].message
+    few = {o.item: o for o in latency.judge(_stats([5.0] * 100), 100, 0.001)}
+    assert few["p99_under_slo"].status == "inconclusive" and few["p99_under_slo"].fraction == 1.0
+    erring = {o.item: o for o in latency.judge(_stats([5.0] * 1000, errors=30), 100, 0.001)}
+    assert 0 < erring["error_rate"].fraction < 1
+
+
+# ---------------------------------------------------------------- rubric
+
+def test_missing_outcomes_score_zero_with_reason() -> None:
+    outcomes = {"correctness": [Outcome.passed("predictions_match", "ok")]}
+    sections = score_sections(CFG, outcomes, {"drift": "phase timed out: too slow"})
+    score, mx = total(sections)
+    assert (score, mx) == (15, 100)
+    d = next(s for s in sections if s.id == "drift")
+    assert all(i.points == 0 and i.status == "error" and "timed out" in i.message for i in d.items)
