@@ -93,7 +93,10 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
         result = load.wait(timeout=plan.stop_grace_s + 15)
     requests = _classify(s, result)
     step = max(1, len(requests) // _MAX_TIMELINE_POINTS)
-    for r in requests[::step]:
+    # Thin the successful requests for the plot, but keep every failure: those are the evidence.
+    for n, r in enumerate(requests):
+        if n % step and r["ok"]:
+            continue
         s.event("rollback_request", "request", t=r["t"], ok=r["ok"], version=r["version"])
     return score(s, first, second, reading, after_second, switch_s, seen, requests, t_cmd - s.t0)
 
@@ -129,7 +132,7 @@ def score(s: GradingSession, first, second, reading, after_second, switch_s: flo
         examples = failed[:5]
         no_fail = Outcome.partial("no_failed_requests", 0.5 if share <= 0.005 else 0.0,
                                   f"{len(failed)} of {len(requests)} requests failed during the switch",
-                                  failed_examples=examples, requests=len(requests))
+                                  failed_examples=examples, failed_requests=len(failed), requests=len(requests))
     within = (Outcome.passed("within_budget", f"switched in {switch_s:.1f}s (budget {budget:g}s)",
                              switch_s=round(switch_s, 2), budget_s=budget)
               if switch_s <= budget else

@@ -1,0 +1,291 @@
+"""Helpers shared by the renderers: numbers, statuses, clipping, and evidence layout.
+
+Everything from the candidate (messages, evidence, log excerpts) is untrusted text. These helpers
+only *shape* it (clip, strip terminal escapes and control characters); each renderer still escapes
+it for its own format (HTML entities, XML, Markdown table cells).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from grader.results import GradeReport, ItemResult
+
+#: Status word and emoji per item status, used by Markdown and HTML alike.
+ITEM_BADGES: dict[str, tuple[str, str]] = {
+    "pass": ("✅", "pass"),
+    "partial": ("🟡", "partial"),
+    "fail": ("❌", "fail"),
+    "skipped": ("⏭️", "skipped"),
+    "error": ("💥", "error"),
+    "inconclusive": ("❔", "inconclusive"),
+}
+PHASE_BADGES: dict[str, tuple[str, str]] = {
+    "ok": ("✅", "ok"),
+    "failed": ("❌", "failed"),
+    "timeout": ("⏱️", "timeout"),
+    "skipped": ("⏭️", "skipped"),
+    "interrupted": ("⛔", "interrupted"),
+    "error": ("💥", "error"),
+}
+RUN_BADGES: dict[str, tuple[str, str]] = {
+    "completed": ("✅", "completed"),
+    "broken_submission": ("❌", "broken submission"),
+    "grader_error": ("💥", "grader error"),
+    "interrupted": ("⛔", "interrupted"),
+}
+
+#: Evidence values longer than this (or multi-line) are shown as a block, not inline.
+INLINE_MAX = 80
+#: Blocks are clipped to this many lines and characters.
+BLOCK_MAX_LINES = 30
+BLOCK_MAX_CHARS = 3000
+#: Evidence keys that hold bulk data for plots, not for reading.
+BULK_KEYS = frozenset({"spectrum", "histogram", "samples", "timeline", "requests_log"})
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+# Characters XML 1.0 forbids (everything below 0x20 but tab, LF, CR), plus lone surrogates and
+# the two non-characters; also used for HTML/Markdown so all formats show the same text.
+_BAD_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(text: Any) -> str:
+    """``text`` as a string without terminal escape sequences or control characters."""
+    s = text if isinstance(text, str) else str(text)
+    return _BAD_CHARS_RE.sub("", _ANSI_RE.sub("", s))
+
+
+def clip(text: str, max_chars: int = BLOCK_MAX_CHARS, max_lines: int = BLOCK_MAX_LINES) -> str:
+    """Keep the *end* of long text (log tails matter most) and say how much was cut."""
+    lines = text.splitlines()
+    cut_lines = max(0, len(lines) - max_lines)
+    if cut_lines:
+        lines = lines[-max_lines:]
+    out = "\n".join(lines)
+    cut_chars = max(0, len(out) - max_chars)
+    if cut_chars:
+        out = out[-max_chars:]
+    if cut_lines or cut_chars:
+        what = f"{cut_lines} line(s)" if cut_lines else f"{cut_chars} character(s)"
+        out = f"[… {what} clipped …]\n{out}"
+    return out
+
+
+def short(text: str, limit: int = 300) -> str:
+    """One-line version of ``text``, clipped at ``limit`` characters."""
+    one = " ".join(clean(text).split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def num(value: Any, digits: int = 2) -> str:
+    """A compact number: ``12``, ``12.5``, ``0.0012``; non-numbers as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return clean(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer():
+        return str(int(value))
+    if abs(value) >= 1:
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{value:.{digits + 1}g}"
+
+
+def pts(points: float, max_points: float) -> str:
+    """``"7.5 / 10"``."""
+    return f"{num(points)} / {num(max_points)}"
+
+
+def duration(seconds: float | None) -> str:
+    """``"1m 02s"``, ``"3.4s"`` or ``"–"``."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def item_key(item: ItemResult) -> str:
+    """The item's id without its section prefix (``drift.attribution`` -> ``attribution``)."""
+    prefix = item.section + "."
+    return item.id[len(prefix):] if item.id.startswith(prefix) else item.id
+
+
+@dataclass
+class EvidenceView:
+    """Evidence split for display: short scalars inline, long values as clipped blocks."""
+
+    inline: list[tuple[str, str]]
+    blocks: list[tuple[str, str]]
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _inline_text(value: Any) -> str | None:
+    """The value as one short line, or None when it needs a block."""
+    if isinstance(value, str):
+        s = clean(value)
+        return s if "\n" not in s and len(s) <= INLINE_MAX else None
+    if _is_scalar(value):
+        return "null" if value is None else (str(value).lower() if isinstance(value, bool) else num(value, 4))
+    if isinstance(value, (list, tuple)) and all(_is_scalar(v) for v in value):
+        s = "[" + ", ".join(_inline_text(v) or "…" for v in value) + "]"
+        return s if len(s) <= INLINE_MAX else None
+    if isinstance(value, dict) and all(_is_scalar(v) or isinstance(v, (list, tuple)) and
+                                       all(_is_scalar(x) for x in v) for v in value.values()):
+        s = "{" + ", ".join(f"{clean(k)}: {_inline_text(v) or '…'}" for k, v in value.items()) + "}"
+        return s if len(s) <= INLINE_MAX else None
+    return None
+
+
+def _compact(value: Any) -> str:
+    """One line for any value (used for rows of a list of records)."""
+    text = _inline_text(value)
+    if text is not None:
+        return text
+    if isinstance(value, dict):
+        return ", ".join(f"{clean(k)}={_compact(v)}" for k, v in value.items())
+    try:
+        return clean(json.dumps(value, default=str, ensure_ascii=False))
+    except (TypeError, ValueError):
+        return clean(repr(value))
+
+
+def _block_text(value: Any) -> str:
+    if isinstance(value, str):
+        return clip(clean(value))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        # A list of records (cases, scenarios, failed requests): one line per record.
+        return clip("\n".join(short(_compact(v), 400) for v in value))
+    try:
+        dumped = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        dumped = repr(value)
+    return clip(clean(dumped))
+
+
+def flatten(evidence: dict[str, Any], depth: int = 2, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts of evidence as dotted keys (``deploy.exit_code``), ``depth`` levels deep.
+
+    A nested dict whose values are all short scalars stays whole (it reads well inline).
+    """
+    out: dict[str, Any] = {}
+    for key, value in evidence.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and depth > 0 and _inline_text(value) is None:
+            out.update(flatten(value, depth - 1, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def evidence_view(evidence: dict[str, Any]) -> EvidenceView:
+    """Split ``evidence`` for display; bulk plot data and empty strings are left out."""
+    inline: list[tuple[str, str]] = []
+    blocks: list[tuple[str, str]] = []
+    for key, value in flatten(evidence).items():
+        if key.rsplit(".", 1)[-1] in BULK_KEYS or value == "":
+            continue
+        text = _inline_text(value)
+        if text is not None:
+            inline.append((clean(key), text))
+        else:
+            blocks.append((clean(key), _block_text(value)))
+    return EvidenceView(inline, blocks)
+
+
+def evidence_text(evidence: dict[str, Any], max_chars: int = 1500) -> str:
+    """Evidence as plain text (for JUnit bodies and Gradescope outputs)."""
+    view = evidence_view(evidence)
+    parts = [f"{k}: {v}" for k, v in view.inline]
+    parts += [f"{k}:\n{v}" for k, v in view.blocks]
+    return clip("\n".join(parts), max_chars=max_chars, max_lines=60)
+
+
+def _finite(*values: Any) -> float | None:
+    for value in values:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def latency_summary(latency: dict[str, Any] | None) -> dict[str, Any]:
+    """The latency phase's numbers under flat names, from either shape the report may carry:
+    flat (``p99_ms``, ``rate_rps``, ``spectrum``) or ``LatencyStats.to_dict()`` (``latency_ms.p99``,
+    ``planned_rate_rps``, ``achieved_rate_rps``, ``spectrum_ms``). Missing numbers are None."""
+    lat = latency or {}
+    nested = lat.get("latency_ms") if isinstance(lat.get("latency_ms"), dict) else {}
+    spectrum = lat.get("spectrum") or lat.get("spectrum_ms") or []
+    return {
+        "rate_rps": _finite(lat.get("rate_rps"), lat.get("planned_rate_rps")),
+        "achieved_rps": _finite(lat.get("achieved_rps"), lat.get("achieved_rate_rps")),
+        "p50_ms": _finite(lat.get("p50_ms"), nested.get("p50")),
+        "p95_ms": _finite(lat.get("p95_ms"), nested.get("p95")),
+        "p99_ms": _finite(lat.get("p99_ms"), nested.get("p99")),
+        "p999_ms": _finite(lat.get("p999_ms"), nested.get("p99.9")),
+        "max_ms": _finite(lat.get("max_ms"), nested.get("max")),
+        "slo_ms": _finite(lat.get("slo_ms")),
+        "error_rate": _finite(lat.get("error_rate")),
+        "count": _finite(lat.get("count")),
+        "spectrum": spectrum if isinstance(spectrum, list) else [],
+        "saturated": bool(lat.get("saturated")),
+        "saturation_reason": lat.get("saturation_reason"),
+    }
+
+
+def latency_p99(report: GradeReport) -> float | None:
+    """The latency phase's p99 in ms, if measured."""
+    return latency_summary(report.latency)["p99_ms"]
+
+
+def evidence_time(evidence: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    """The first of ``keys`` found in ``evidence`` or one level down (``deploy.duration_s``)."""
+    for key in keys:
+        found = _finite(evidence.get(key))
+        if found is not None:
+            return found
+    for value in evidence.values():
+        if isinstance(value, dict):
+            for key in keys:
+                found = _finite(value.get(key))
+                if found is not None:
+                    return found
+    return None
+
+
+def header_facts(report: GradeReport) -> list[tuple[str, str]]:
+    """The scorecard header as (label, value) pairs, in display order."""
+    cand = report.candidate
+    facts = [("Candidate", clean(cand.name or "–")), ("Repository", clean(cand.repo)),
+             ("Commit", clean(cand.commit or "–")), ("Runtime", clean(report.runtime)),
+             ("Status", RUN_BADGES.get(report.status, ("", report.status))[1]),
+             ("Score", pts(report.score, report.max_score)), ("Run id", clean(report.run_id)),
+             ("Duration", duration(report.duration_s)), ("Started", clean(report.started_at))]
+    if cand.framework or cand.flavor:
+        facts.insert(4, ("Framework", clean(" / ".join(x for x in (cand.framework, cand.flavor) if x))))
+    if report.grader_version:
+        facts.append(("Grader", clean(report.grader_version)))
+    return facts
+
+
+def what_went_wrong(report: GradeReport) -> str:
+    """A one-paragraph explanation for a run that did not complete."""
+    lead = {
+        "broken_submission": "The submission could not be graded to the end: a required step failed "
+                             "on the candidate's side. Items that depend on it scored zero.",
+        "grader_error": "The grader itself failed. This is not the candidate's fault: re-run the "
+                        "grade before judging the submission.",
+        "interrupted": "The run was interrupted before it finished; scores are partial.",
+    }.get(report.status, "The run did not complete.")
+    bad = [p for p in report.phases if p.status in ("failed", "timeout", "error", "interrupted")]
+    if bad:
+        p = bad[0]
+        lead += f" First failing phase: {clean(p.name)} ({p.status})."
+    return lead
