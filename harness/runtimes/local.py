@@ -1,0 +1,369 @@
+"""The local runtime: the candidate's service as plain processes on this machine.
+
+Dependencies go into an isolated virtualenv built from the candidate's requirements file and
+cached by content, so a regrade starts in seconds. Every process runs with a scrubbed
+environment, resource limits, its own session, and the run id in its environment, which is how
+``down()`` finds daemons that escaped the process group.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from harness import processes
+from harness.contract import ContractError, LocalRuntime as LocalSection
+from harness.errors import GraderFault, HarnessError, SubmissionError
+from harness.processes import spawn_bounded
+from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip
+from harness.sandbox import EnvCache, build_env, limits_preexec, requirements_key, scrubbed_env
+
+#: How long a start command must survive before ``up()`` trusts it to be long-running.
+START_GRACE_S = 0.5
+#: Per declared log file, only the tail is read: a runaway logger must not flood the report.
+LOG_FILE_CAP = 4 * 2**20
+#: Signalled processes get this long between SIGTERM and SIGKILL at teardown.
+TERM_GRACE_S = 5.0
+
+
+def _free_port() -> int:
+    # Port 0 lets the kernel pick a free port; the tiny window before the service binds it is accepted.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_clipped(path: Path, limit: int) -> str:
+    """Head and tail of a file, at most ``limit`` bytes read; '' if it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            if size <= limit:
+                data = fh.read()
+            else:
+                head = fh.read(limit // 2)
+                fh.seek(size - limit // 2)
+                data = head + f"\n... [{size - limit} bytes cut] ...\n".encode() + fh.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def read_tail(path: Path, limit: int) -> str:
+    """The last ``limit`` bytes of a file; '' if it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+class LocalRuntime(Runtime):
+    """Runs the candidate's ``start``, ``deploy`` and ``rollback`` commands as local processes."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        super().__init__(ctx)
+        self.build_info: dict[str, object] = {}
+        self.teardown_info: dict[str, object] = {"killed": [], "calls": 0}
+        self._venv: Path | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._undo_registered = False
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)  # numbers each command's output files
+        self.repo_dir = ctx.repo_dir.resolve()
+        self.logs_dir = ctx.work_dir / "logs"
+        self.state_dir = ctx.work_dir / "state"
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        try:
+            import ensurepip  # noqa: F401 - split out of python3 by some distributions (python3-venv)
+            import venv  # noqa: F401
+        except ImportError:
+            return False, "this Python cannot create virtualenvs (install python3-venv)"
+        if shutil.which("bash") is None:
+            return False, "bash is not installed"
+        return True, f"runs the service as local processes with {sys.executable}"
+
+    def _section(self) -> LocalSection:
+        try:
+            return self.ctx.contract.runtime("local")  # type: ignore[return-value]
+        except ContractError as exc:
+            raise SubmissionError(str(exc)) from None
+
+    def _dirs(self) -> tuple[Path, Path]:
+        home, tmp = self.ctx.work_dir / "home", self.ctx.work_dir / "tmp"
+        for path in (home, tmp, self.logs_dir, self.state_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        return home, tmp
+
+    def _ensure_port(self) -> int:
+        if self._port is None:
+            self._port = _free_port()
+        return self._port
+
+    def candidate_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The complete environment of a candidate process (service or command)."""
+        home, tmp = self._dirs()
+        port = self._ensure_port()
+        values = {"PORT": str(port), "TAKEHOME_RUNTIME": "local", "TAKEHOME_STATE_DIR": str(self.state_dir),
+                  "TAKEHOME_ENDPOINT": f"http://127.0.0.1:{port}"}
+        if self._venv is not None:
+            values["VIRTUAL_ENV"] = str(self._venv)
+        values.update(self.ctx.candidate_env)
+        values.update(extra or {})
+        values[processes.RUN_ID_ENV] = self.ctx.run_id  # last: the tag teardown relies on cannot be overridden
+        prefix = [str(self._venv / "bin")] if self._venv is not None else []
+        return scrubbed_env(values, prefix, home, tmp)
+
+    def _limits(self) -> Callable[[], None]:
+        cfg = self.ctx.config.local
+        return limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files)
+
+    # --- build --------------------------------------------------------------------------------
+
+    def _requirements_path(self, section: LocalSection) -> Path:
+        rel = section.requirements
+        path = (self.repo_dir / rel).resolve()
+        if Path(rel).is_absolute() or not path.is_relative_to(self.repo_dir):
+            raise SubmissionError(f"runtimes.local.requirements ({rel!r}) points outside the repository; "
+                                  "name a file inside it, e.g. requirements.txt")
+        if not path.is_file():
+            raise SubmissionError(f"takehome.yaml names {rel!r} as runtimes.local.requirements, but the "
+                                  "repository has no such file. Add it (it may hold only comments) or fix the path.")
+        return path
+
+    def build(self) -> None:
+        started = time.monotonic()
+        section = self._section()
+        requirements = self._requirements_path(section)
+        key = requirements_key(self.repo_dir, requirements)
+        cache_root = self.ctx.config.local.resolved_cache_dir()
+        cache = EnvCache(cache_root / "envs", key, fallback=self.ctx.work_dir / "venv")
+        home, tmp = self._dirs()
+        env = build_env({"PIP_CACHE_DIR": str(cache_root / "pip")}, [], home, tmp)
+        log_path = self.logs_dir / "build.log"
+        deadline = started + self.ctx.config.timeouts.build
+
+        def install(venv: Path) -> None:
+            self._install(venv, requirements, env, log_path, deadline)
+
+        self._venv, info = cache.get_or_build(install, self.ctx.progress, deadline)
+        self.build_info = {**info, "requirements": section.requirements,
+                           "seconds": round(time.monotonic() - started, 2)}
+        if section.setup:
+            self.ctx.progress("running the setup command ...")
+            result = self.run_command("setup", section.setup, self.ctx.config.timeouts.setup)
+            self.build_info["setup"] = result.evidence()
+            if not result.ok:
+                why = (f"timed out after {self.ctx.config.timeouts.setup:.0f}s" if result.timed_out
+                       else result.error or f"exited with code {result.exit_code}")
+                raise SubmissionError(f"the setup command {why}", command=section.setup,
+                                      details=clip(result.stdout + "\n" + result.stderr, 8000))
+        self.build_info["seconds"] = round(time.monotonic() - started, 2)
+
+    def _install(self, venv: Path, requirements: Path, env: dict[str, str], log_path: Path,
+                 deadline: float) -> None:
+        """Create ``venv`` and pip-install the requirements into it (cwd = the repo, for relative paths)."""
+        # A venv made by the grader's own interpreter cannot fail because of the candidate: GraderFault.
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "--progress-bar", "off",
+               "-r", str(requirements)]
+        steps: list[tuple[str, type[HarnessError], list[str]]] = [
+            ("create a virtualenv (python -m venv)", GraderFault, [sys.executable, "-m", "venv", str(venv)]),
+            (f"install {requirements.relative_to(self.repo_dir)} (pip install)", SubmissionError, pip),
+        ]
+        for what, blame, argv in steps:
+            with open(log_path, "ab") as log:
+                log.write(f"$ {' '.join(argv)}\n".encode())
+                log.flush()
+                try:
+                    code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=env, stdout=log,
+                                               stderr=subprocess.STDOUT, timeout_s=deadline - time.monotonic())
+                except OSError as exc:
+                    raise GraderFault(f"could not {what}: {exc}", command=" ".join(argv)) from None
+            if code != 0:
+                why = "it timed out (timeouts.build)" if stop else f"it exited with code {code}"
+                raise blame(f"could not {what}: {why}; the end of its log follows",
+                            details=clip(read_tail(log_path, 64_000), 8000), command=" ".join(argv))
+
+    # --- service ------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        section = self._section()
+        env = self.candidate_env()
+        service_log = self.logs_dir / "service.log"
+        try:
+            with open(service_log, "ab") as log:
+                self._proc = subprocess.Popen(["bash", "-c", section.start], cwd=self.repo_dir, env=env,
+                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True, preexec_fn=self._limits())
+        except OSError as exc:
+            raise GraderFault(f"could not start bash: {exc}", command=section.start) from None
+        if not self._undo_registered:
+            self.ctx.cleanup.push(f"local: stop the service of run {self.ctx.run_id}", self.down,
+                                  timeout_s=self.ctx.config.timeouts.teardown)
+            self._undo_registered = True
+        self.ctx.progress(f"started the service (pid {self._proc.pid}) on port {self._port}")
+        deadline = time.monotonic() + START_GRACE_S
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            time.sleep(0.05)
+        code = self._proc.poll()
+        if code is None:
+            return
+        if code == 0 and processes.find_tagged(self.ctx.run_id):
+            self.ctx.progress("the start command returned; the server it started keeps running")
+            return
+        tail = read_tail(service_log, 4000) or "(the service wrote nothing)"
+        raise SubmissionError(f"the start command exited with code {code} right away instead of serving on "
+                              "$PORT; it must run in the foreground until stopped",
+                              details="service.log (tail):\n" + tail, command=section.start)
+
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._ensure_port()}"
+
+    def grader_host(self) -> str:
+        return "127.0.0.1"
+
+    def run_command(self, name: str, command: str, timeout_s: float,
+                    env: dict[str, str] | None = None) -> CommandResult:
+        started = time.monotonic()
+        try:
+            proc_env = self.candidate_env(env)
+            safe_name = "".join(c if c.isalnum() else "_" for c in name)
+            stem = self.ctx.work_dir / "commands" / f"{next(self._seq):03d}-{safe_name}"
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                code, stop = spawn_bounded(["bash", "-c", command], cwd=self.repo_dir, env=proc_env,
+                                           timeout_s=timeout_s, stdout=out, stderr=err, preexec=self._limits())
+            result = CommandResult(name, command, code, read_clipped(out_path, 20_000),
+                                   read_clipped(err_path, 20_000), time.monotonic() - started, stop is not None)
+        except Exception as exc:  # noqa: BLE001 - run_command reports failures, it never raises
+            result = CommandResult(name, command, None, "", "", time.monotonic() - started,
+                                   error=f"{type(exc).__name__}: {exc}")
+        self._append_command_log(result)
+        return result
+
+    def _append_command_log(self, result: CommandResult) -> None:
+        status = ("timed out" if result.timed_out else result.error) or f"exit {result.exit_code}"
+        text = (f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {result.name}: {result.command} "
+                f"({status}, {result.duration_s:.2f}s)\n{result.stdout}"
+                + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
+        try:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.logs_dir / "commands.log", "a", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError:
+            pass  # the result itself still carries the output
+
+    def alive(self) -> bool:
+        if self._proc is not None and self._proc.poll() is None:
+            return True
+        return bool(processes.find_tagged(self.ctx.run_id))  # the candidate may have restarted its server
+
+    # --- logs and diagnostics -----------------------------------------------------------------
+
+    def declared_log_files(self) -> tuple[list[Path], list[str]]:
+        """Files matching ``logs.paths`` inside the repo, and a note for each refused pattern."""
+        files: list[Path] = []
+        refused: list[str] = []
+        for pattern in self.ctx.contract.logs.paths:
+            if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+                refused.append(f"log path {pattern!r} refused: it must be relative and stay inside the repository")
+                continue
+            try:
+                matches = sorted(self.repo_dir.glob(pattern))[:50]
+            except (ValueError, OSError) as exc:
+                refused.append(f"log path {pattern!r} refused: {exc}")
+                continue
+            for match in matches:
+                real = match.resolve()
+                if not real.is_relative_to(self.repo_dir):  # a symlink out of the repo
+                    refused.append(f"log path {match} refused: it resolves outside the repository")
+                elif real.is_file() and real not in files:
+                    files.append(real)
+        return files, refused
+
+    def logs(self) -> str:
+        parts = []
+        for label, path in (("service.log", self.logs_dir / "service.log"),
+                            ("commands.log", self.logs_dir / "commands.log")):
+            parts.append(f"==> {label} <==\n{read_tail(path, LOG_FILE_CAP)}")
+        files, refused = self.declared_log_files()
+        per_file = max(LOG_FILE_CAP // max(len(files), 1), 256 * 1024)  # many files share one budget
+        for path in files:
+            parts.append(f"==> {path.relative_to(self.repo_dir)} <==\n{read_tail(path, per_file)}")
+        parts.extend(f"==> [grader] {note}" for note in refused)
+        return "\n".join(parts)
+
+    def diagnostics(self) -> dict[str, str]:
+        rows = [processes.describe(p) for p in processes.find_tagged(self.ctx.run_id)]
+        table = "\n".join(f"{r['pid']:>7} {r.get('ppid', '?'):>7} {r.get('status', '?'):<9} "
+                          f"{r.get('rss_mb', '?'):>8} MB  {r.get('cmdline', '')}" for r in rows)
+        port = self._port
+        listening = "no port chosen yet"
+        if port is not None:
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                listening = "accepting connections" if sock.connect_ex(("127.0.0.1", port)) == 0 else "closed"
+        exit_code = None if self._proc is None else self._proc.poll()
+        return {
+            "processes": "    PID    PPID STATUS         RSS      CMDLINE\n" + (table or "(no tagged process alive)"),
+            "service_log_tail": read_tail(self.logs_dir / "service.log", 8000),
+            "port": f"127.0.0.1:{port} {listening}",
+            "start_process": ("not started" if self._proc is None else
+                              f"pid {self._proc.pid}, " + ("running" if exit_code is None else f"exited {exit_code}")),
+        }
+
+    # --- teardown -----------------------------------------------------------------------------
+
+    def down(self) -> None:
+        # Bounded: if an earlier down() hung (and the cleanup stack gave up on it), do not hang too.
+        if not self._lock.acquire(timeout=self.ctx.config.timeouts.teardown):
+            return
+        try:
+            self._down_locked()
+        finally:
+            self._lock.release()
+
+    def _down_locked(self) -> None:
+        started = time.monotonic()
+        killed: list[dict[str, object]] = []
+        if self._proc is not None:
+            pgid = self._proc.pid  # start_new_session: the start command leads its own group
+            members = {p.pid: p for p in processes.group_members(pgid) + processes.descendants(pgid)}
+            killed += processes.terminate(list(members.values()), TERM_GRACE_S)
+            processes.kill_group(pgid)
+            try:
+                self._proc.wait(timeout=5)  # reap it: our child must not stay a zombie
+            except subprocess.TimeoutExpired:
+                pass
+        # Daemons that left the group; a few rounds in case a watchdog respawns what was killed.
+        for _ in range(3):
+            tagged = processes.find_tagged(self.ctx.run_id)
+            if not tagged:
+                break
+            killed += processes.terminate(tagged, TERM_GRACE_S)
+        info = self.teardown_info
+        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        info["killed"] = [*info["killed"], *killed]  # type: ignore[misc]
+        info["survivors"] = [processes.describe(p) for p in processes.find_tagged(self.ctx.run_id)]
+        info["seconds"] = round(time.monotonic() - started, 2)
