@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Grade MLOps take-home submissions: deploy, replay drift, load, roll back, score.")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
