@@ -35,7 +35,7 @@ def _readme(scenarios: list[dict[str, Any]]) -> str:
     return f"""# Public traffic sample
 
 Rows for checking your service and drift monitor yourself before you submit. Each line of a
-`.jsonl` file is one instance: a JSON object with every feature (see `profile/schema.json`),
+`.jsonl` file is one instance: a JSON object with every feature (see `reference_data/schema.json`),
 `distance_from_home_km` may be null. Send them as the grader does: in `{{"instances": [...]}}`
 requests (protocol v1) or as one input tensor per feature (v2), about 10 rows per request.
 
