@@ -1,0 +1,355 @@
+"""Open-loop HTTP load: send each request at its scheduled time, whatever the server is doing.
+
+Every request is its own task, fired on schedule without waiting for earlier replies (wrk2 /
+k6 constant-arrival-rate style), and its latency runs from the *intended* send time. One aiohttp
+session with keep-alive on uvloop holds a few thousand requests/s on one core; the runner also
+records how late each send was, so a saturated client is detected rather than blamed on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from yarl import URL
+
+from .records import (
+    ERR_ABANDONED,
+    ERR_CLIENT_PREFIX,
+    ERR_MAX_IN_FLIGHT,
+    ERR_TIMEOUT,
+    RequestRecord,
+    RequestSpec,
+)
+from .schedule import iter_send_times
+from .stats import LatencyStats
+
+# Longest the scheduler sleeps in one go, so a stop request is seen within this time even at
+# one request a minute.
+_POLL_S = 0.05
+# After this many back-to-back sends without sleeping, yield once so started tasks get to run
+# (otherwise a client that is behind would queue thousands of tasks before sending any).
+_BURST = 64
+# Below the usual server keep-alive (uvicorn: 5 s) so the client drops idle connections first and
+# never reuses one the server is closing at that moment (a spurious error blamed on the server).
+_CLIENT_KEEPALIVE_S = 4.0
+
+
+class LoadPlan(BaseModel):
+    """What to send and how fast. Validated, immutable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rate_rps: float = Field(gt=0, le=100_000)
+    duration_s: float = Field(gt=0)
+    warmup_s: float = Field(default=0.0, ge=0)  # intended before this: not in the statistics
+    schedule: Literal["fixed", "poisson"] = "poisson"
+    seed: int = 0
+    timeout_s: float = Field(default=5.0, gt=0)  # per request, connect to last body byte
+    # Requests allowed in flight at once. Above it a request is recorded as an error
+    # ("client: max in flight reached") and the run is marked saturated. Keep it at or above
+    # rate_rps * timeout_s so it only bites when the client itself runs short of sockets.
+    max_in_flight: int = Field(default=1024, ge=1)
+    keep_bodies: bool = False
+    # After stop(), in-flight requests get this long to finish before being abandoned (abandoned
+    # requests are reported but not measured).
+    stop_grace_s: float = Field(default=1.0, ge=0)
+    max_send_lag_ms: float = Field(default=10.0, gt=0)  # saturation threshold on send-lag p99
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> "LoadPlan":
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
+        return self
+
+
+@dataclass
+class LoadResult:
+    """Records of one run (sorted by index) and the clocks needed to place them in time."""
+
+    plan: LoadPlan
+    records: list[RequestRecord]
+    wall_start: float  # time.time() at schedule t=0, to line records up with other events
+    mono_start: float  # time.monotonic() at schedule t=0
+    stopped_early: bool = False
+    elapsed_s: float = 0.0  # from t=0 until the last reply or abandonment
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def stats(self, warmup_s: float | None = None, **kwargs: Any) -> LatencyStats:
+        """Statistics of the measured part (after the plan's warm-up unless ``warmup_s`` given);
+        extra keyword arguments go to :meth:`LatencyStats.from_records`."""
+        kwargs.setdefault("max_send_lag_ms", self.plan.max_send_lag_ms)
+        kwargs.setdefault("planned_rate_rps", self.plan.rate_rps)
+        return LatencyStats.from_records(
+            self.records, warmup_s=self.plan.warmup_s if warmup_s is None else warmup_s, **kwargs
+        )
+
+    def stats_by_tag(self, warmup_s: float | None = None, **kwargs: Any) -> dict[str | None, LatencyStats]:
+        """Statistics per request tag (e.g. per model version)."""
+        tags = {r.tag for r in self.records}
+        kwargs.setdefault("max_send_lag_ms", self.plan.max_send_lag_ms)
+        w = self.plan.warmup_s if warmup_s is None else warmup_s
+        return {
+            t: LatencyStats.from_records([r for r in self.records if r.tag == t], warmup_s=w, **kwargs)
+            for t in tags
+        }
+
+    def wall_time(self, offset_s: float) -> float:
+        """Convert a record time (seconds from start) to a ``time.time()`` timestamp."""
+        return self.wall_start + offset_s
+
+    def to_dict(self, include_records: bool = False) -> dict[str, Any]:
+        """JSON-ready evidence: plan, clocks, statistics and optionally every record."""
+        out: dict[str, Any] = {
+            "plan": self.plan.model_dump(),
+            "wall_start": self.wall_start,
+            "stopped_early": self.stopped_early,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "stats": self.stats().to_dict(),
+        }
+        if include_records:
+            out["records"] = [r.to_dict() for r in self.records]
+        return out
+
+
+def _describe(exc: BaseException) -> str:
+    """Short, stable error text for a failed request (grouped in reports, so no addresses)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_err = getattr(exc, "os_error", None)
+        return f"connect: {getattr(os_err, 'strerror', None) or type(os_err or exc).__name__}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "payload: incomplete body"
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+async def run_open_loop_async(
+    base_url: str,
+    plan: LoadPlan,
+    request_for: Callable[[int], RequestSpec],
+    stop: threading.Event | None = None,
+) -> LoadResult:
+    """Async form of :func:`run_open_loop`, for callers already inside an event loop."""
+    base = URL(base_url.rstrip("/"))
+    url_cache: dict[str, URL] = {}  # paths repeat; building a URL per request costs throughput
+    records: list[RequestRecord] = []
+    # Task -> (index, intended, tag): lets a task cancelled before its first step still leave a
+    # record, so every scheduled request is accounted for exactly once.
+    tasks: dict[asyncio.Task[None], tuple[int, float, str | None]] = {}
+    in_flight = 0
+    timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
+    connector = aiohttp.TCPConnector(
+        limit=plan.max_in_flight, limit_per_host=0, keepalive_timeout=_CLIENT_KEEPALIVE_S
+    )
+    now = time.monotonic
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # t=0 is taken after the session exists so its set-up cost is not charged to request 0.
+        mono0 = now()
+        wall0 = time.time()
+
+        async def one(index: int, intended: float, spec: RequestSpec, url: URL) -> None:
+            nonlocal in_flight
+            sent = now() - mono0
+            status: int | None = None
+            error: str | None = None
+            body: bytes | None = None
+            try:
+                async with session.request(
+                    spec.method,
+                    url,
+                    data=spec.body or None,
+                    headers=spec.headers or None,
+                    allow_redirects=False,
+                ) as resp:
+                    # Read the whole body: latency ends at the last byte, and an unread body
+                    # would keep the connection from going back to the pool.
+                    data = await resp.read()
+                    status = resp.status
+                    if status >= 400:
+                        error = f"http {status}"
+                    if plan.keep_bodies:
+                        body = data
+            except asyncio.CancelledError:
+                error = ERR_ABANDONED
+                raise
+            except TimeoutError:  # aiohttp's timeouts subclass it (and asyncio.TimeoutError)
+                error = ERR_TIMEOUT
+            except (aiohttp.ClientError, OSError) as exc:
+                error = _describe(exc)
+            except Exception as exc:  # e.g. a malformed header from request_for: our fault, say so
+                error = f"{ERR_CLIENT_PREFIX} {type(exc).__name__}: {exc}"[:200]
+            finally:
+                in_flight -= 1
+                records.append(RequestRecord(index, intended, sent, now() - mono0, status, error, spec.tag, body))
+                # Finished tasks leave the table so a long run does not keep them all alive.
+                tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        stopped = False
+        index = 0
+        burst = 0
+        try:
+            for chunk in iter_send_times(plan.rate_rps, plan.duration_s, plan.schedule, plan.seed):
+                for intended in chunk.tolist():
+                    while True:
+                        if stopping():
+                            stopped = True
+                            break
+                        delay = intended - (now() - mono0)
+                        if delay <= 0:
+                            break
+                        burst = 0
+                        await asyncio.sleep(min(delay, _POLL_S))
+                    if stopped:
+                        break
+                    spec = request_for(index)
+                    if in_flight >= plan.max_in_flight:
+                        # Recorded, never silently dropped: the cap is a client limit and the
+                        # statistics flag the run as saturated.
+                        t = now() - mono0
+                        records.append(RequestRecord(index, intended, None, t, None, ERR_MAX_IN_FLIGHT, spec.tag))
+                    else:
+                        url = url_cache.get(spec.path)
+                        if url is None:
+                            path = spec.path if spec.path.startswith("/") else "/" + spec.path
+                            url = url_cache[spec.path] = URL(str(base) + path, encoded=False)
+                        in_flight += 1
+                        task = asyncio.create_task(one(index, intended, spec, url))
+                        tasks[task] = (index, intended, spec.tag)
+                    index += 1
+                    burst += 1
+                    if burst >= _BURST:
+                        burst = 0
+                        await asyncio.sleep(0)
+                if stopped:
+                    break
+
+            # Drain: each request has its own timeout; the margin only guards against a stuck
+            # task. A stop request shortens the wait to the grace period.
+            deadline = now() + (plan.stop_grace_s if stopped else plan.timeout_s + 1.0)
+            pending = list(tasks)
+            while pending and now() < deadline:
+                if stopping() and not stopped:
+                    stopped = True
+                    deadline = min(deadline, now() + plan.stop_grace_s)
+                await asyncio.wait(pending, timeout=min(_POLL_S, max(0.0, deadline - now())))
+                pending = [t for t in pending if not t.done()]
+        finally:
+            leftover = dict(tasks)
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                await asyncio.gather(*leftover, return_exceptions=True)
+            # Tasks cancelled before their first step never ran their own bookkeeping.
+            t_end = now() - mono0
+            for index_, intended_, tag_ in tasks.values():
+                records.append(RequestRecord(index_, intended_, None, t_end, None, ERR_ABANDONED, tag_))
+        elapsed = now() - mono0
+
+    records.sort(key=lambda r: r.index)
+    return LoadResult(
+        plan=plan,
+        records=records,
+        wall_start=wall0,
+        mono_start=mono0,
+        stopped_early=stopped,
+        elapsed_s=elapsed,
+        meta={"loop": type(asyncio.get_running_loop()).__module__},
+    )
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop  # optional: about twice the request rate of the default loop
+
+        return uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without it
+        return asyncio.new_event_loop
+
+
+def run_open_loop(
+    base_url: str,
+    plan: LoadPlan,
+    request_for: Callable[[int], RequestSpec],
+    stop: threading.Event | None = None,
+) -> LoadResult:
+    """Run an open-loop load against ``base_url`` on a fresh (uv)loop and return every record.
+
+    ``request_for(i)`` builds request ``i`` at its send time. Setting ``stop`` ends the run:
+    requests not yet due are not sent and not counted. Must not be called from a thread that is
+    already running an event loop (use :func:`run_open_loop_async` there).
+    """
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(run_open_loop_async(base_url, plan, request_for, stop))
+
+
+class BackgroundLoad:
+    """Open-loop load in a daemon thread with its own event loop, e.g. to keep traffic flowing
+    while a rollback command runs. ``start()``, later ``stop()``, then ``wait()`` for the result.
+    """
+
+    def __init__(self, base_url: str, plan: LoadPlan, request_for: Callable[[int], RequestSpec]) -> None:
+        self.base_url = base_url
+        self.plan = plan
+        self.request_for = request_for
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._result: LoadResult | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> "BackgroundLoad":
+        """Start sending; returns at once."""
+        if self._thread is not None:
+            raise RuntimeError("BackgroundLoad already started")
+        self._thread = threading.Thread(target=self._main, name="background-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        try:
+            self._result = run_open_loop(self.base_url, self.plan, self.request_for, self._stop)
+        except BaseException as exc:  # handed to wait(): a thread cannot raise into its caller
+            self._error = exc
+
+    def stop(self) -> None:
+        """Ask the run to end: no further requests are sent; in-flight ones get the plan's
+        ``stop_grace_s`` to finish. Returns at once; call :meth:`wait` for the result."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> LoadResult:
+        """Block until the run ends (its duration elapses or it was stopped) and return it.
+
+        Raises ``TimeoutError`` if it is still running after ``timeout`` seconds, or whatever
+        the run itself raised.
+        """
+        if self._thread is None:
+            raise RuntimeError("BackgroundLoad was never started")
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"background load still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def __enter__(self) -> "BackgroundLoad":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(self.plan.stop_grace_s + 5.0)
