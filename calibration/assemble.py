@@ -21,13 +21,43 @@ OVERLAY_FILE = "overlay.yaml"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "state", "logs")
 
 
+class Replacement(BaseModel):
+    """One textual edit: ``old`` must occur in ``path`` (exactly once unless ``all``), or assembly fails."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    old: str
+    new: str
+    all: bool = False
+
+
 class Overlay(BaseModel):
-    """``overlay.yaml`` of a flawed candidate."""
+    """``overlay.yaml`` of a flawed candidate: its one mistake, as edits to a base candidate."""
 
     model_config = ConfigDict(extra="forbid")
     base: str
     description: str
     delete: list[str] = Field(default_factory=list)
+    replace: list[Replacement] = Field(default_factory=list)
+
+
+def _inside(dest: Path, rel: str, name: str) -> Path:
+    target = (dest / rel).resolve()
+    if dest.resolve() not in target.parents:
+        raise ValueError(f"{name}/{OVERLAY_FILE}: path {rel!r} escapes the repo")
+    return target
+
+
+def _apply_replacements(dest: Path, name: str, edits: list[Replacement]) -> None:
+    for edit in edits:
+        target = _inside(dest, edit.path, name)
+        text = target.read_text(encoding="utf-8")
+        count = text.count(edit.old)
+        # A base that changed under the overlay must fail loudly, not assemble a different mistake.
+        if count == 0 or (count > 1 and not edit.all):
+            raise ValueError(f"{name}/{OVERLAY_FILE}: expected {'at least' if edit.all else 'exactly'} one "
+                             f"occurrence of {edit.old!r} in {edit.path}, found {count}")
+        target.write_text(text.replace(edit.old, edit.new), encoding="utf-8")
 
 
 def corpus_entries() -> list[str]:
@@ -44,10 +74,9 @@ def _copy_entry(name: str, dest: Path) -> None:
         overlay = Overlay.model_validate(yaml.safe_load(overlay_path.read_text()))
         _copy_entry(overlay.base, dest)
         shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(OVERLAY_FILE, "__pycache__"))
+        _apply_replacements(dest, name, overlay.replace)
         for rel in overlay.delete:
-            target = (dest / rel).resolve()
-            if dest.resolve() not in target.parents:
-                raise ValueError(f"{name}/{OVERLAY_FILE}: delete path {rel!r} escapes the repo")
+            target = _inside(dest, rel, name)
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():

@@ -18,6 +18,9 @@ from harness.traffic.baseline import baseline_records
 from harness.traffic.replay import Replayer
 from harness.traffic.scenarios import Scenario, make_scenarios, scenario_records
 
+#: Quiet polls in a row that end a washout.
+QUIET_POLLS = 2
+
 
 @dataclass
 class PhaseLog:
@@ -104,16 +107,24 @@ class DriftDriver:
         return reading
 
     def phase(self, name: str, rows: list[dict], stop_when_firing: bool | None) -> tuple[PhaseLog, DriftReading]:
-        """Send ``rows`` in chunks, polling after each; stop early when firing == stop_when_firing."""
+        """Send ``rows`` in chunks, polling after each; stop early once firing == stop_when_firing.
+
+        A washout (stop when quiet) needs ``QUIET_POLLS`` quiet polls in a row, so the next scenario
+        does not start on a monitor that flickered quiet while its window still held drifted rows.
+        """
         log = PhaseLog(name)
         start_rows = self.rows_total
         self.s.event("phase", name, start_rows=start_rows)
         step = self.cfg.poll_every_rows
+        need = QUIET_POLLS if stop_when_firing is False else 1
+        streak = 0
         reading: DriftReading | None = None
         for i in range(0, len(rows), step):
             self.send(rows[i:i + step], log)
             reading = self.poll(log)
-            if stop_when_firing is not None and reading.ok and reading.firing == stop_when_firing:
+            hit = stop_when_firing is not None and reading.ok and reading.firing == stop_when_firing
+            streak = streak + 1 if hit else 0
+            if streak >= need:
                 break
         else:
             reading = self.settle(log, stop_when_firing)
