@@ -174,7 +174,7 @@ def grade(req: GradeRequest) -> GradeReport:
         session, runtime = _bring_up(run, contract, commands, fetched.path, work, seed)
         for section, module, timeout_key in SECTION_PHASES:
             _run_section(run, session, section, module, getattr(config.timeouts, timeout_key))
-        if any(p.status != "ok" for p in report.phases) and runtime is not None:
+        if runtime is not None:
             _collect(run, runtime)
     except (SubmissionError, ContractError) as exc:
         report.status = "broken_submission"
@@ -280,13 +280,19 @@ def _run_section(run: _Run, s: GradingSession, section: str, module: Any, timeou
 
 
 def _collect(run: _Run, runtime: Runtime) -> None:
-    """Collectors: grab logs and diagnostics before anything is torn down."""
+    """Collectors: grab logs and diagnostics before anything is torn down (every run: a service
+    that died quietly between phases is only explained by what it wrote before dying)."""
+    try:
+        alive = runtime.alive()
+    except Exception:  # noqa: BLE001
+        alive = False
     try:
         diag = runtime.diagnostics()
     except Exception as exc:  # noqa: BLE001
         diag = {"error": f"diagnostics failed: {exc}"}
     run.report.phases.append(PhaseResult(name="collect", status="ok", started_at=utcnow(), duration_s=0.0,
-                                         message="diagnostics collected before teardown",
+                                         message="diagnostics collected before teardown; service "
+                                         + ("still running" if alive else "NOT running"),
                                          details={"diagnostics": diag, "log_tail": _log_tail(runtime, 80)}))
 
 

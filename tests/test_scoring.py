@@ -166,3 +166,13 @@ def test_missing_outcomes_score_zero_with_reason() -> None:
     assert (score, mx) == (15, 100)
     d = next(s for s in sections if s.id == "drift")
     assert all(i.points == 0 and i.status == "error" and "timed out" in i.message for i in d.items)
+
+
+def test_dead_service_fails_latency_even_when_the_harness_lags() -> None:
+    recs = [RequestRecord(i, i * 0.02, i * 0.02 + 0.3, i * 0.02 + 0.301, None, "connect: refused")
+            for i in range(1000)]
+    stats = LatencyStats.from_records(recs)
+    assert stats.saturated  # 300 ms of send lag
+    out = {o.item: o for o in latency.judge(stats, 100, 0.001)}
+    assert out["p99_under_slo"].fraction == 0 and out["error_rate"].fraction == 0
+    assert "not serving" in out["error_rate"].message
