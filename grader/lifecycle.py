@@ -221,16 +221,18 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
     if not ok:
         raise GraderFault(f"runtime '{req.runtime}' is not available here: {why}")
     ctx = RuntimeContext(run_id=run.report.run_id, repo_dir=repo_dir, work_dir=work, contract=contract,
-                         config=config, cleanup=run.cleanup, progress=req.progress, candidate_env=candidate_env)
+                         config=config, cleanup=run.cleanup, progress=req.progress, candidate_env=candidate_env,
+                         keep=req.keep)
     runtime = cls(ctx)
-    if contract.drift.signal == "webhook":
-        receiver = WebhookReceiver(host="127.0.0.1" if req.runtime == "local" else "0.0.0.0")
-        receiver.start()
-        run.cleanup.push("stop webhook receiver", receiver.stop)
-        candidate_env["TAKEHOME_ALERT_WEBHOOK_URL"] = receiver.url_for(runtime.grader_host())
     with run.phase("build", config.timeouts.build):
         runtime.build()
     with run.phase("start", config.timeouts.start + config.timeouts.ready):
+        if contract.drift.signal == "webhook":
+            # Inside a phase: on kind, grader_host() may have to create the cluster first.
+            receiver = WebhookReceiver(host="127.0.0.1" if req.runtime == "local" else "0.0.0.0")
+            receiver.start()
+            run.cleanup.push("stop webhook receiver", receiver.stop)
+            candidate_env["TAKEHOME_ALERT_WEBHOOK_URL"] = receiver.url_for(runtime.grader_host())
         runtime.up()
         client = ServiceClient(runtime.endpoint(), contract.serving, timeout_s=config.load.timeout_s)
         run.cleanup.push("close control client", client.close)

@@ -236,9 +236,9 @@ def test_open_loop_sees_stall_that_closed_loop_hides() -> None:
     # Open loop, 100 rps for 5 s: the ~100 requests due during the 1 s stall all wait.
     with serve(_stall_once_handler(2.0, 1.0)) as url:
         plan = LoadPlan(rate_rps=100, duration_s=5, schedule="fixed", timeout_s=5)
-        # Lag threshold relaxed from 10 ms: shared CI machines jitter, and 50 ms still proves the
+        # Lag threshold relaxed from 10 ms: shared CI machines jitter, and 100 ms still proves the
         # 1 s tail is the server's, not the client's.
-        open_stats = run_open_loop(url, plan, get).stats(max_send_lag_ms=50.0)
+        open_stats = run_open_loop(url, plan, get).stats(max_send_lag_ms=100.0)
     assert open_stats.errors == 0 and not open_stats.saturated, open_stats.saturation_reason
     assert open_stats.p50_ms < 100
     assert open_stats.p99_ms >= 500, open_stats.to_dict()["latency_ms"]

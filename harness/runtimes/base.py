@@ -73,6 +73,8 @@ class RuntimeContext:
     progress: Callable[[str], None] = lambda _msg: None
     #: Variables the candidate's processes get on top of the scrubbed base (e.g. the webhook URL).
     candidate_env: dict[str, str] = field(default_factory=dict)
+    #: Keep what the run created (work dir; for kind the namespace and cluster) for debugging.
+    keep: bool = False
 
 
 class Runtime(ABC):
