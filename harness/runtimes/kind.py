@@ -1,0 +1,393 @@
+"""The kind runtime: the candidate's image and manifests in a kind (Kubernetes-in-Docker) cluster.
+
+Lifecycle: ``build`` builds the Dockerfile with the Docker SDK (the docker runtime's build, base
+image stand-in included), creates or reuses the cluster (``k8s/kind-config.yaml``), loads the
+image into it, and creates the run's namespace ``takehome-<run id>`` (quota, limits, network
+policy, Pod Security, a namespace-bound ServiceAccount: see ``kube_namespace``). ``up`` applies
+the rewritten manifests *as that ServiceAccount*, makes the named Service a NodePort on a port the
+kind config publishes on 127.0.0.1, and waits for the rollout and a ready endpoint.
+
+Candidate commands (setup, deploy, rollback) run on the host with ``bash -c`` in a scrubbed
+environment whose ``KUBECONFIG`` holds only the ServiceAccount's token; the admin kubeconfig is
+kept in memory. ``down`` deletes the namespace and waits for it, then deletes the cluster if this
+run created it, unless ``TAKEHOME_KEEP_CLUSTER=1`` (which keeps cluster and namespace to inspect)
+or another grading's namespace is still there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+import yaml
+
+from harness import processes
+from harness.contract import ContractError, KindRuntime as KindSection
+from harness.errors import GraderFault, SubmissionError
+from harness.processes import spawn_bounded
+from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
+from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip
+from harness.runtimes.kube_image import build_candidate_image, remove_images, tag_alias
+from harness.runtimes.kube_cluster import KindCluster, cli_status, usable_node_ports
+from harness.runtimes.local import LOG_FILE_CAP, read_clipped, read_tail
+from harness.sandbox import FORBIDDEN, limits_preexec, scrubbed_env
+
+KEEP_ENV = "TAKEHOME_KEEP_CLUSTER"
+#: Lines of each container's log read by ``logs()`` (a grading sends a few thousand requests).
+LOG_TAIL_LINES = 50_000
+
+
+class KindRuntime(Runtime):
+    """Deploys the candidate into its own namespace of a kind cluster."""
+
+    name: ClassVar[str] = "kind"
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        super().__init__(ctx)
+        self.cluster = KindCluster()
+        self.namespace = kns.namespace_name(ctx.run_id)
+        self.image = f"takehome-candidate:{ctx.run_id}"
+        self.repo_dir = ctx.repo_dir.resolve()
+        self.kube_dir, self.logs_dir, self.state_dir = (ctx.work_dir / d for d in ("kube", "logs", "state"))
+        self.keep = os.environ.get(KEEP_ENV) == "1" or bool(getattr(ctx, "keep", False))
+        self.build_info: dict[str, object] = {}
+        self.teardown_info: dict[str, object] = {"calls": 0}
+        self.notes: list[str] = []
+        self._api: Any = None
+        self._admin: dict[str, Any] = {}
+        self._private: Path | None = None  # the API client's certificate files: private, never in work_dir
+        self._gateway: str | None = None
+        self._node_port: int | None = None
+        self._kubeconfig: Path | None = None
+        self._images: list[str] = []
+        self._pod_logs: dict[str, str] = {}  # last logs of every pod seen, kept after the pod is gone
+        self._undo_registered = False
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+
+    # --- availability, contract ---------------------------------------------------------------
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        ok, why = cli_status()
+        if not ok:
+            return False, why
+        try:
+            import docker
+
+            client = docker.from_env(timeout=10)
+            client.ping()
+            client.close()
+        except Exception:  # noqa: BLE001 - any failure means: no usable engine
+            return False, "kind needs a Docker engine and none is reachable: start Docker (or run .ci/install-docker.sh)"
+        return True, why
+
+    def _section(self) -> KindSection:
+        try:
+            return self.ctx.contract.runtime("kind")  # type: ignore[return-value]
+        except ContractError as exc:
+            raise SubmissionError(str(exc)) from None
+
+    def _register_undo(self) -> None:
+        if not self._undo_registered:  # before the first resource exists: a crash cannot leak it
+            timeout = self.ctx.config.timeouts.teardown + 150  # namespace wait, then cluster deletion
+            self.ctx.cleanup.push(f"kind: delete namespace {self.namespace} (and the cluster if this run made it)",
+                                  self.down, timeout_s=timeout)
+            self._undo_registered = True
+
+    # --- cluster and namespace ------------------------------------------------------------------
+
+    def _ensure_cluster(self) -> None:
+        if self._api is not None:
+            return
+        self._register_undo()
+        self.ctx.progress(f"kind: using cluster {self.cluster.name!r} ...")
+        created = self.cluster.ensure()
+        self.ctx.progress(f"kind: cluster {self.cluster.name!r} {'created' if created else 'reused'}")
+        self._admin = self.cluster.kubeconfig()  # in memory only
+        self._private = self._private or Path(tempfile.mkdtemp(prefix="takehome-kube-"))
+        self._api = ops.api_client(self._admin, self._private)
+
+    def _docker(self) -> Any:
+        import docker
+
+        return docker.from_env(timeout=120)
+
+    def grader_host(self) -> str:
+        """The gateway of kind's Docker network: pods reach the host (a server on 0.0.0.0) there."""
+        if self._gateway is None:
+            self._ensure_cluster()
+            self._gateway = self.cluster.gateway(self._docker())
+        return self._gateway
+
+    def pod_env(self) -> dict[str, str]:
+        """TAKEHOME_* variables added to the candidate's containers (and the takehome-env ConfigMap)."""
+        values = {"PORT": str(self.ctx.contract.serving.port), "TAKEHOME_RUNTIME": "kind",
+                  **self.ctx.candidate_env, processes.RUN_ID_ENV: self.ctx.run_id}
+        return {k: v for k, v in values.items() if k not in FORBIDDEN}
+
+    def _ensure_namespace(self) -> None:
+        if self._kubeconfig is not None:
+            return
+        self._ensure_cluster()
+        webhook = self.ctx.candidate_env.get("TAKEHOME_ALERT_WEBHOOK_URL")
+        grader_ip = self.grader_host() if webhook else None
+        grader_port = urlparse(webhook).port if webhook else None
+        docs = kns.namespace_objects(self.ctx.run_id, self.ctx.contract.serving.port, self.pod_env(),
+                                     grader_ip, grader_port)
+        ops.create_objects(self._api, docs)
+        server, ca = kns.admin_endpoint(self._admin)
+        kubeconfig = kns.candidate_kubeconfig(server, ca, ops.request_token(self._api, self.namespace),
+                                              self.namespace, f"kind-{self.cluster.name}")
+        self._kubeconfig = kns.write_private(self.kube_dir / "candidate.kubeconfig", kubeconfig)
+        self.ctx.progress(f"kind: namespace {self.namespace} ready; commands use {self._kubeconfig}")
+
+    # --- build --------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        started = time.monotonic()
+        section = self._section()
+        self._register_undo()
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.build_info = build_candidate_image(self.repo_dir, section.dockerfile, section.context, self.image,
+                                                self.ctx, self.logs_dir / "build.log")
+        self._ensure_cluster()
+        self._images = [self.image]
+        alias = section.image_placeholder
+        if alias and alias != self.image:
+            # So that a deploy command applying its own manifests finds the image under the placeholder too.
+            tag_alias(self.image, alias)
+            self._images.append(alias)
+        self.ctx.progress(f"kind: loading {', '.join(self._images)} into the cluster ...")
+        self.cluster.load_images(self._images)
+        self._ensure_namespace()
+        self.build_info.update({"cluster": self.cluster.name, "cluster_created": self.cluster.created,
+                                "namespace": self.namespace, "images_loaded": list(self._images)})
+        if section.setup:
+            self.ctx.progress("running the setup command ...")
+            result = self.run_command("setup", section.setup, self.ctx.config.timeouts.setup)
+            self.build_info["setup"] = result.evidence()
+            if not result.ok:
+                why = (f"timed out after {self.ctx.config.timeouts.setup:.0f}s" if result.timed_out
+                       else result.error or f"exited with code {result.exit_code}")
+                raise SubmissionError(f"the setup command {why}", command=section.setup,
+                                      details=clip(result.stdout + "\n" + result.stderr, 8000))
+        self.build_info["seconds"] = round(time.monotonic() - started, 2)
+
+    # --- service ------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        section = self._section()
+        self._ensure_namespace()
+        path = manifests.resolve_manifests_path(self.repo_dir, section.manifests)
+        text, how = manifests.render_manifests(path, self._kubectl(), env=self.command_env())
+        rewritten = manifests.rewrite(manifests.parse_documents(text, section.manifests), namespace=self.namespace,
+                                      run_id=self.ctx.run_id, placeholder=section.image_placeholder,
+                                      image=self.image, service_name=section.service, env=self.pod_env())
+        self.notes = [f"manifests: {how}", *rewritten.notes]
+        applied = self.kube_dir / "applied.yaml"
+        applied.write_text(rewritten.yaml())
+        argv = [self._kubectl(), "apply", "-f", str(applied)]
+        self.ctx.progress(f"kind: kubectl apply ({len(rewritten.documents)} objects, as {kns.CANDIDATE_SA})")
+        result = self._run(argv, "kubectl apply", self.ctx.config.timeouts.deploy)
+        if not result.ok:
+            raise SubmissionError("kubectl apply of your manifests failed (it runs as the namespace's "
+                                  "ServiceAccount: objects outside the namespace are forbidden)",
+                                  command=" ".join(argv), details=clip(result.stdout + result.stderr, 6000))
+        self._node_port = ops.expose(self._api, self.namespace, section.service, self.ctx.contract.serving.port,
+                                     manifests.pick_node_port(usable_node_ports(self.cluster, self._docker()),
+                                                              ops.used_node_ports(self._api)))
+        self.ctx.progress(f"kind: Service {section.service} is NodePort {self._node_port}; waiting for the rollout")
+        started = time.monotonic()
+        ops.wait_rollout(self._api, self.namespace, self.ctx.config.timeouts.start, self.ctx.progress)
+        remaining = max(10.0, self.ctx.config.timeouts.start - (time.monotonic() - started))
+        ready = ops.wait_endpoints(self._api, self.namespace, section.service, remaining)
+        self.ctx.progress(f"kind: rolled out; {len(ready)} ready endpoint(s) behind {section.service}")
+
+    def endpoint(self) -> str:
+        if self._node_port is None:
+            raise GraderFault("the kind runtime has no endpoint before up()")
+        return f"http://127.0.0.1:{self._node_port}"
+
+    def _ensure_node_port(self) -> None:
+        """Put the NodePort back if a candidate command re-applied the Service without it."""
+        if self._api is None or self._node_port is None:
+            return
+        section = self._section()
+        try:
+            live = ops.read_service(self._api, self.namespace, section.service)
+            if live is not None and manifests.node_port_of(live, self.ctx.contract.serving.port) != self._node_port:
+                ops.expose(self._api, self.namespace, section.service, self.ctx.contract.serving.port,
+                           [self._node_port])
+                self._log_command_text(f"[grader] Service {section.service} had lost NodePort {self._node_port} "
+                                       "(re-applied without it?); restored\n")
+        except Exception as exc:  # noqa: BLE001 - best effort; the next request shows the damage
+            self._log_command_text(f"[grader] could not check the Service's NodePort: {exc}\n")
+
+    def _kubectl(self) -> str:
+        return shutil.which("kubectl") or "kubectl"
+
+    def command_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The complete environment of a candidate command: scrubbed, with the namespace's kubeconfig."""
+        home, tmp = self.ctx.work_dir / "home", self.ctx.work_dir / "tmp"
+        for path in (home, tmp, self.state_dir, self.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        values = {"PORT": str(self.ctx.contract.serving.port), "TAKEHOME_RUNTIME": "kind",
+                  "TAKEHOME_STATE_DIR": str(self.state_dir), "TAKEHOME_NAMESPACE": self.namespace,
+                  "TAKEHOME_IMAGE": self.image}
+        if self._node_port is not None:
+            values["TAKEHOME_ENDPOINT"] = self.endpoint()
+        values.update(self.ctx.candidate_env)
+        values.update(extra or {})
+        # Last: never overridden. Without a kubeconfig yet, point at an empty file, never at ~/.kube.
+        values["KUBECONFIG"] = str(self._kubeconfig or os.devnull)
+        values[processes.RUN_ID_ENV] = self.ctx.run_id
+        tool_dirs = sorted({str(Path(p).parent) for p in (shutil.which("kubectl"),) if p})
+        return scrubbed_env(values, tool_dirs, home, tmp)
+
+    def run_command(self, name: str, command: str, timeout_s: float,
+                    env: dict[str, str] | None = None) -> CommandResult:
+        result = self._run(["bash", "-c", command], name, timeout_s, env, shown=command)
+        self._ensure_node_port()
+        return result
+
+    def _run(self, argv: list[str], name: str, timeout_s: float, env: dict[str, str] | None = None,
+             shown: str | None = None) -> CommandResult:
+        """Run ``argv`` as the candidate (scrubbed env, namespace kubeconfig, rlimits). Never raises."""
+        started = time.monotonic()
+        shown = shown or " ".join(argv)
+        try:
+            proc_env = self.command_env(env)
+            safe = "".join(c if c.isalnum() else "_" for c in name)
+            stem = self.ctx.work_dir / "commands" / f"{next(self._seq):03d}-{safe}"
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
+            cfg = self.ctx.config.local
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=proc_env, timeout_s=timeout_s, stdout=out,
+                                           stderr=err, preexec=limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds,
+                                                                              cfg.max_open_files))
+            result = CommandResult(name, shown, code, read_clipped(out_path, 20_000), read_clipped(err_path, 20_000),
+                                   time.monotonic() - started, stop is not None)
+        except Exception as exc:  # noqa: BLE001 - reports failures, never raises
+            result = CommandResult(name, shown, None, "", "", time.monotonic() - started,
+                                   error=f"{type(exc).__name__}: {exc}")
+        status = ("timed out" if result.timed_out else result.error) or f"exit {result.exit_code}"
+        self._log_command_text(f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {name}: {shown} ({status}, "
+                               f"{result.duration_s:.2f}s)\n{result.stdout}"
+                               + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
+        return result
+
+    def _log_command_text(self, text: str) -> None:
+        try:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.logs_dir / "commands.log", "a", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError:
+            pass
+
+    def alive(self) -> bool:
+        """A ready endpoint behind the Service, or a pod still coming up (not in a fatal state)."""
+        if self._api is None:
+            return False
+        try:
+            if ops.service_endpoints(self._api, self.namespace, self._section().service):
+                return True
+            pods = collect.snapshot(self._api, self.namespace)["pods"]
+        except Exception:  # noqa: BLE001 - an unreachable cluster runs nothing
+            return False
+        coming = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")
+                  and not (p.get("metadata") or {}).get("deletionTimestamp")]
+        return bool(coming) and not collect.fatal_problems(coming)
+
+    # --- logs and diagnostics -----------------------------------------------------------------
+
+    def logs(self) -> str:
+        if self._api is not None:
+            try:
+                pods = collect.snapshot(self._api, self.namespace)["pods"]
+                # limitBytes would keep the head; the request ids the grader looks for are at the end.
+                fresh = collect.pod_logs(self._api, self.namespace, pods, tail_lines=LOG_TAIL_LINES)
+                self._pod_logs.update({k: v[-LOG_FILE_CAP:] for k, v in fresh.items()
+                                       if not v.startswith("(logs unavailable")})
+            except Exception as exc:  # noqa: BLE001
+                self._pod_logs.setdefault("[grader]", f"(pod logs unavailable: {exc})")
+        parts = [f"==> pod {label} <==\n{text}" for label, text in self._pod_logs.items()]
+        parts.append(f"==> commands.log <==\n{read_tail(self.logs_dir / 'commands.log', LOG_FILE_CAP)}")
+        return "\n".join(parts)
+
+    def diagnostics(self) -> dict[str, str]:
+        out: dict[str, str] = {"cluster": f"{self.cluster.name} (created by this run: {self.cluster.created}); "
+                                          f"namespace {self.namespace}; node port {self._node_port}",
+                               "notes": "\n".join(self.notes) or "(none)"}
+        if self._api is None:
+            return {**out, "state": "no cluster connection (the run stopped before the cluster was up)"}
+        try:
+            snap = collect.snapshot(self._api, self.namespace)
+            out["pods"] = collect.format_pods(snap["pods"])
+            out["deployments"] = collect.format_deployments(snap["deployments"])
+            out["events"] = collect.format_events(snap["events"])
+            out["pod_logs_tail"] = clip(collect.format_logs(collect.pod_logs(self._api, self.namespace, snap["pods"])),
+                                        12_000)
+            svc = ops.read_service(self._api, self.namespace, self._section().service)
+            out["service"] = yaml.safe_dump({"spec": (svc or {}).get("spec"), "ready_endpoints":
+                                             ops.service_endpoints(self._api, self.namespace, self._section().service)})
+        except Exception as exc:  # noqa: BLE001
+            out["error"] = f"collectors failed: {exc}"
+        out["commands_log_tail"] = read_tail(self.logs_dir / "commands.log", 6000)
+        return out
+
+    # --- teardown -----------------------------------------------------------------------------
+
+    def down(self) -> None:
+        if not self._lock.acquire(timeout=self.ctx.config.timeouts.teardown):
+            return
+        try:
+            self._down_locked()
+        finally:
+            self._lock.release()
+
+    def _down_locked(self) -> None:
+        started = time.monotonic()
+        info = self.teardown_info
+        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        errors: list[str] = []
+        if self.keep and (self._api is not None or self.cluster.created):
+            info["kept"] = (f"cluster {self.cluster.name} and namespace {self.namespace} kept ({KEEP_ENV}=1): "
+                            f"kind export kubeconfig --name {self.cluster.name}; kubectl -n {self.namespace} get all; "
+                            f"clean up with: kind delete cluster --name {self.cluster.name}")
+            self.ctx.progress(f"kind: {info['kept']}")
+        else:
+            others: list[str] = []
+            if self._api is not None:
+                try:
+                    info["namespace_deleted"] = ops.delete_namespace(self._api, self.namespace,
+                                                                     self.ctx.config.timeouts.teardown)
+                    others = [n for n in ops.grader_namespaces(self._api) if n != self.namespace]
+                except GraderFault as exc:
+                    errors.append(exc.describe())
+                self._api = None
+            if self.cluster.created and others:
+                info["cluster_kept"] = f"other gradings' namespaces are still there: {others}"
+            elif self.cluster.created:
+                try:
+                    self.cluster.delete()
+                    info["cluster_deleted"] = True
+                    self.cluster.created = False
+                except GraderFault as exc:
+                    errors.append(exc.describe())
+            info["images_removed"] = remove_images(self._images, self.image)
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
+        info["seconds"] = round(time.monotonic() - started, 2)
+        if errors:
+            info["errors"] = errors
+            raise GraderFault("kind: teardown left resources behind", details="\n".join(errors))
