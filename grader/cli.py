@@ -144,6 +144,21 @@ def runtimes() -> None:
 
 
 @app.command()
+def cleanup() -> None:
+    """Remove every container, network and image left behind by docker gradings that crashed."""
+    from harness.runtimes.docker import DockerRuntime, cleanup_stale
+
+    ok, why = DockerRuntime.is_available()
+    if not ok:
+        err.print(f"nothing to clean: {why}")
+        return
+    import docker
+
+    removed = cleanup_stale(docker.from_env())
+    out.print(f"removed: {removed}")
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Where the reports are written."),
     candidate: str = typer.Option("reference-fastapi", "--candidate", help="Which bundled candidate to grade."),

@@ -93,3 +93,20 @@ def test_flawed_candidate_loses_exactly_its_section(name: str, section: str, gra
         if other == section or other in NOISY_SECTIONS:
             continue
         assert abs(points - ref[other]) <= TOLERANCE, (other, points, ref[other])
+
+
+@pytest.mark.docker
+def test_reference_solution_on_docker(docker_engine, workdir: Path, artifacts: Path) -> None:  # noqa: ANN001
+    """The same checks, unchanged, against the candidate's own Dockerfile in a locked-down container."""
+    repo = assemble("reference-fastapi", workdir / "reference-docker", artifacts_dir=artifacts)
+    report = grade(GradeRequest(repo=str(repo), runtime="docker", config=load_config(), artifacts_dir=artifacts,
+                                progress=print))
+    write_reports(report, workdir / "reference-docker-reports")
+    summary = {s.id: (s.points, s.max_points) for s in report.sections}
+    assert report.status == "completed", report.error
+    assert report.score >= 95, summary
+    label = {"label": f"takehome.run_id={report.run_id}"}
+    # Teardown removed everything this run created.
+    assert docker_engine.containers.list(all=True, filters=label) == []
+    assert docker_engine.networks.list(filters=label) == []
+    assert docker_engine.images.list(filters=label) == []
