@@ -225,14 +225,15 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
                          keep=req.keep)
     runtime = cls(ctx)
     with run.phase("build", config.timeouts.build):
-        runtime.build()
-    with run.phase("start", config.timeouts.start + config.timeouts.ready):
         if contract.drift.signal == "webhook":
-            # Inside a phase: on kind, grader_host() may have to create the cluster first.
+            # Before build: on kind, build() creates the namespace whose network policy and env
+            # must already know the webhook URL; and grader_host() may create the cluster.
             receiver = WebhookReceiver(host="127.0.0.1" if req.runtime == "local" else "0.0.0.0")
             receiver.start()
             run.cleanup.push("stop webhook receiver", receiver.stop)
             candidate_env["TAKEHOME_ALERT_WEBHOOK_URL"] = receiver.url_for(runtime.grader_host())
+        runtime.build()
+    with run.phase("start", config.timeouts.start + config.timeouts.ready):
         runtime.up()
         client = ServiceClient(runtime.endpoint(), contract.serving, timeout_s=config.load.timeout_s)
         run.cleanup.push("close control client", client.close)

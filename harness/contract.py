@@ -91,7 +91,9 @@ class DriftSignal(_Strict):
 class Logs(_Strict):
     """Where request logs can be found, besides the service's stdout and stderr."""
 
-    paths: list[str] = Field(default_factory=list, description="Local runtime: log files, relative to the repo.")
+    paths: list[str] = Field(default_factory=list, description="Request log files the grader also searches: "
+                             "relative to the repo on local, to the image's WORKDIR on docker (not read on kind: "
+                             "log to stdout there).")
 
 
 _VERSION_PLACEHOLDER = "{version}"

@@ -176,3 +176,20 @@ def test_dead_service_fails_latency_even_when_the_harness_lags() -> None:
     out = {o.item: o for o in latency.judge(stats, 100, 0.001)}
     assert out["p99_under_slo"].fraction == 0 and out["error_rate"].fraction == 0
     assert "not serving" in out["error_rate"].message
+
+
+def _lagging(service_ms: float, lag_ms: float, n: int = 1000) -> LatencyStats:
+    recs = [RequestRecord(i, i * 0.02, i * 0.02 + lag_ms / 1000, i * 0.02 + (lag_ms + service_ms) / 1000, 200, None)
+            for i in range(n)]
+    return LatencyStats.from_records(recs)
+
+
+def test_saturated_run_still_judges_what_it_can() -> None:
+    fast = _lagging(service_ms=5, lag_ms=40)  # lagging client, fast service: upper bound within SLO
+    assert fast.saturated
+    assert latency.judge(fast, 100, 0.001, 5.0)[0].status == "pass"
+    slow = _lagging(service_ms=250, lag_ms=40)  # slow even from the actual send time
+    out = latency.judge(slow, 100, 0.001, 250.0)[0]
+    assert out.fraction == 0.0 and "actual send" in out.message
+    unsure = _lagging(service_ms=80, lag_ms=60)  # 140 ms upper bound, 80 ms lower bound: cannot tell
+    assert latency.judge(unsure, 100, 0.001, 80.0)[0].status == "inconclusive"

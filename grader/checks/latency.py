@@ -41,19 +41,46 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
                     seed=s.seed, timeout_s=cfg.timeout_s, max_send_lag_ms=cfg.max_send_lag_ms,
                     max_in_flight=max(64, int(cfg.rate_rps * cfg.timeout_s * 2)))
     s.progress(f"latency: open-loop {cfg.rate_rps:g} req/s for {cfg.duration_s:g}s (+{cfg.warmup_s:g}s warm-up)")
-    s.event("phase", "latency", rate_rps=cfg.rate_rps)
-    deadline.check()
-    result = run_open_loop(s.client.base_url, plan, request_for)
-    s.event("phase_end", "latency")
-    stats = result.stats()
+    attempts = []
+    for attempt in (1, 2):
+        deadline.check()
+        s.event("phase", "latency", rate_rps=cfg.rate_rps, attempt=attempt)
+        result = run_open_loop(s.client.base_url, plan, request_for)
+        s.event("phase_end", "latency", attempt=attempt)
+        stats = result.stats()
+        attempts.append(stats.saturation_reason)
+        # A saturated generator is often a passing burst of other work on the machine: try once more.
+        if not stats.saturated or attempt == 2 or deadline.remaining() < total_s + 5:
+            break
+        s.progress(f"latency: load generator saturated ({stats.saturation_reason}); measuring again")
     summary = stats.to_dict()
     summary["slo_ms"] = th.latency_p99_ms
     s.facts["latency"] = summary
-    return judge(stats, th.latency_p99_ms, th.latency_error_rate)
+    outcomes = judge(stats, th.latency_p99_ms, th.latency_error_rate, service_time_p99_ms(result.records, cfg.warmup_s))
+    for o in outcomes:
+        o.evidence["attempts"] = len(attempts)
+    return outcomes
 
 
-def judge(stats, slo_ms: float, max_error_rate: float) -> list[Outcome]:  # noqa: ANN001 - LatencyStats
-    """Turn latency statistics into the two outcomes (pure)."""
+def service_time_p99_ms(records: list, warmup_s: float) -> float | None:  # noqa: ANN001 - RequestRecord
+    """p99 of latency measured from the *actual* send time: a lower bound on the true p99.
+
+    When the generator lags, latency from the intended time is an upper bound (it includes the
+    client's own delay); if even this lower bound breaks the SLO, the service is slow regardless.
+    """
+    import numpy as np
+
+    vals = [r.done_s - r.sent_s for r in records if r.sent_s is not None and r.intended_s >= warmup_s and r.ok]
+    return float(np.percentile(vals, 99) * 1000.0) if len(vals) >= 100 else None
+
+
+def judge(stats, slo_ms: float, max_error_rate: float,  # noqa: ANN001 - LatencyStats
+          lower_bound_p99_ms: float | None = None) -> list[Outcome]:
+    """Turn latency statistics into the two outcomes (pure).
+
+    ``lower_bound_p99_ms`` is the p99 measured from actual send times (see ``service_time_p99_ms``);
+    it lets a saturated run still convict a slow service, or clear a fast one.
+    """
     ev = {"p50_ms": _r(stats.p50_ms), "p95_ms": _r(stats.p95_ms), "p99_ms": _r(stats.p99_ms),
           "p999_ms": _r(stats.p999_ms), "max_ms": _r(stats.max_ms), "measured": stats.count,
           "scheduled": stats.scheduled, "errors": stats.errors, "error_rate": round(stats.error_rate, 5),
@@ -65,9 +92,16 @@ def judge(stats, slo_ms: float, max_error_rate: float) -> list[Outcome]:  # noqa
     server_errors = sum(n for kind, n in stats.error_kinds.items()
                         if not kind.startswith("client:") and not (status == "inconclusive" and kind == "timeout"))
     ev["server_errors"] = server_errors
+    ev["p99_from_actual_send_ms"] = _r(lower_bound_p99_ms)
     if server_errors > 0.5 * max(1, stats.scheduled):
         msg = f"{server_errors} of {stats.scheduled} requests failed ({_top_error(stats)}): the service is not serving"
         return [Outcome.failed("p99_under_slo", msg, **ev), Outcome.failed("error_rate", msg, **ev)]
+    upper = float(stats.p99_ms or 0.0)
+    if status == "inconclusive" and stats.saturated and stats.count >= 460:
+        if upper <= slo_ms:
+            status = "judged"  # even with the client's own delay included, p99 is within the SLO
+        elif lower_bound_p99_ms is not None and lower_bound_p99_ms > slo_ms:
+            status = "judged-on-lower-bound"  # slow even measured from the actual send time
     if status == "inconclusive":
         # The harness could not keep its schedule (or measured too few requests): not the candidate's fault.
         rate = server_errors / max(1, stats.scheduled)
@@ -75,14 +109,15 @@ def judge(stats, slo_ms: float, max_error_rate: float) -> list[Outcome]:  # noqa
                    Outcome.partial("error_rate", 1.0 - rate / 0.05, f"error rate {rate:.2%} "
                                    f"({server_errors} of {stats.scheduled}) above {max_error_rate:.2%}", **ev))
         return [Outcome.inconclusive("p99_under_slo", message, fraction=1.0, **ev), err_out]
-    p99 = float(stats.p99_ms or 0.0)
+    p99 = lower_bound_p99_ms if status == "judged-on-lower-bound" and lower_bound_p99_ms else upper
+    basis = " (measured from actual send times: the load generator lagged)" if status == "judged-on-lower-bound" else ""
     if p99 <= slo_ms:
         p99_out = Outcome.passed("p99_under_slo", f"p99 {p99:.1f} ms <= SLO {slo_ms:g} ms "
                                  f"({stats.count} requests after warm-up)", **ev)
     else:
         # Linear from full credit at the SLO to none at twice the SLO.
         frac = max(0.0, 1.0 - (p99 - slo_ms) / slo_ms)
-        p99_out = Outcome.partial("p99_under_slo", frac, f"p99 {p99:.1f} ms above SLO {slo_ms:g} ms", **ev)
+        p99_out = Outcome.partial("p99_under_slo", frac, f"p99 {p99:.1f} ms above SLO {slo_ms:g} ms{basis}", **ev)
     rate = stats.error_rate
     if rate <= max_error_rate:
         err_out = Outcome.passed("error_rate", f"error rate {rate:.2%} ({stats.errors} of {stats.scheduled} "
