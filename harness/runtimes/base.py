@@ -6,6 +6,7 @@ HTTP endpoint), so every check runs unchanged on each runtime. Each method has a
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,6 +127,37 @@ class Runtime(ABC):
     @abstractmethod
     def down(self) -> None:
         """Stop and remove everything this runtime started. Idempotent; safe after a partial ``up``."""
+
+
+def append_command_log(logs_dir: Path, result: CommandResult, shown: str | None = None) -> None:
+    """Append one command's outcome to ``logs_dir/commands.log`` (part of ``logs()`` on every runtime)."""
+    status = ("timed out" if result.timed_out else result.error) or f"exit {result.exit_code}"
+    text = (f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {result.name}: {shown or result.command} "
+            f"({status}, {result.duration_s:.2f}s)\n{result.stdout}"
+            + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        with open(logs_dir / "commands.log", "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError:
+        pass  # the result itself still carries the output
+
+
+def run_setup(runtime: "Runtime", setup: str | None, build_info: dict) -> None:
+    """Run the contract's optional setup command; its failure is the submission's."""
+    from harness.errors import SubmissionError
+
+    if not setup:
+        return
+    runtime.ctx.progress("running the setup command ...")
+    timeout = runtime.ctx.config.timeouts.setup
+    result = runtime.run_command("setup", setup, timeout)
+    build_info["setup"] = result.evidence()
+    if not result.ok:
+        why = (f"timed out after {timeout:.0f}s" if result.timed_out
+               else result.error or f"exited with code {result.exit_code}")
+        raise SubmissionError(f"the setup command {why}", command=setup,
+                              details=clip(result.stdout + "\n" + result.stderr, 8000))
 
 
 def runtime_class(name: str) -> type[Runtime]:

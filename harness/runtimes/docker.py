@@ -27,7 +27,7 @@ from harness.contract import ContractError, DockerRuntime as DockerSection
 from harness.errors import GraderFault, SubmissionError
 from harness.processes import RUN_ID_ENV
 from harness.runtimes import docker_build, docker_ops as ops
-from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip
+from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
 from harness.runtimes.docker_images import ALIASES, ensure_base_image
 from harness.runtimes.docker_ops import cleanup_stale  # noqa: F401 - public API of this module
 from harness.runtimes.local import LOG_FILE_CAP, read_tail
@@ -234,16 +234,7 @@ class DockerRuntime(Runtime):
         self._await_start(command)
         self.ctx.progress(f"started container {self.container_name} ({self._container.short_id}), "
                           f"port {port} published on {self.endpoint()}")
-        section = self._section()
-        if section.setup:
-            self.ctx.progress("running the setup command inside the container ...")
-            result = self.run_command("setup", section.setup, self.ctx.config.timeouts.setup)
-            self.build_info["setup"] = result.evidence()
-            if not result.ok:
-                why = (f"timed out after {self.ctx.config.timeouts.setup:.0f}s" if result.timed_out
-                       else result.error or f"exited with code {result.exit_code}")
-                raise SubmissionError(f"the setup command {why}", command=section.setup,
-                                      details=clip(result.stdout + "\n" + result.stderr, 8000))
+        run_setup(self, self._section().setup, self.build_info)
 
     def _await_start(self, command: str) -> None:
         """Fail fast when the container exits at once; learn the published host port."""
@@ -314,20 +305,9 @@ class DockerRuntime(Runtime):
             detail = getattr(exc, "explanation", None) or str(exc)
             result = CommandResult(name, command, None, "", "", time.monotonic() - started,
                                    error=f"{type(exc).__name__}: {detail}")
-        self._append_command_log(result)
+        append_command_log(self.logs_dir, result)
         return result
 
-    def _append_command_log(self, result: CommandResult) -> None:
-        status = ("timed out" if result.timed_out else result.error) or f"exit {result.exit_code}"
-        text = (f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {result.name}: {result.command} "
-                f"({status}, {result.duration_s:.2f}s)\n{result.stdout}"
-                + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
-        try:
-            self.logs_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.logs_dir / "commands.log", "a", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError:
-            pass  # the result itself still carries the output
 
     # --- logs and diagnostics -----------------------------------------------------------------
 

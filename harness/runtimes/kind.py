@@ -33,7 +33,7 @@ from harness.contract import ContractError, KindRuntime as KindSection
 from harness.errors import GraderFault, SubmissionError
 from harness.processes import spawn_bounded
 from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
-from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip
+from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
 from harness.runtimes.kube_image import build_candidate_image, remove_images, tag_alias
 from harness.runtimes.kube_cluster import KindCluster, cli_status, usable_node_ports
 from harness.runtimes.local import LOG_FILE_CAP, read_clipped, read_tail
@@ -170,15 +170,7 @@ class KindRuntime(Runtime):
         self._ensure_namespace()
         self.build_info.update({"cluster": self.cluster.name, "cluster_created": self.cluster.created,
                                 "namespace": self.namespace, "images_loaded": list(self._images)})
-        if section.setup:
-            self.ctx.progress("running the setup command ...")
-            result = self.run_command("setup", section.setup, self.ctx.config.timeouts.setup)
-            self.build_info["setup"] = result.evidence()
-            if not result.ok:
-                why = (f"timed out after {self.ctx.config.timeouts.setup:.0f}s" if result.timed_out
-                       else result.error or f"exited with code {result.exit_code}")
-                raise SubmissionError(f"the setup command {why}", command=section.setup,
-                                      details=clip(result.stdout + "\n" + result.stderr, 8000))
+        run_setup(self, section.setup, self.build_info)
         self.build_info["seconds"] = round(time.monotonic() - started, 2)
 
     # --- service ------------------------------------------------------------------------------
@@ -279,10 +271,7 @@ class KindRuntime(Runtime):
         except Exception as exc:  # noqa: BLE001 - reports failures, never raises
             result = CommandResult(name, shown, None, "", "", time.monotonic() - started,
                                    error=f"{type(exc).__name__}: {exc}")
-        status = ("timed out" if result.timed_out else result.error) or f"exit {result.exit_code}"
-        self._log_command_text(f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {name}: {shown} ({status}, "
-                               f"{result.duration_s:.2f}s)\n{result.stdout}"
-                               + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
+        append_command_log(self.logs_dir, result, shown)
         return result
 
     def _log_command_text(self, text: str) -> None:

@@ -23,7 +23,7 @@ from harness import processes
 from harness.contract import ContractError, LocalRuntime as LocalSection
 from harness.errors import GraderFault, HarnessError, SubmissionError
 from harness.processes import spawn_bounded
-from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip
+from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
 from harness.sandbox import EnvCache, build_env, limits_preexec, requirements_key, scrubbed_env
 
 #: How long a start command must survive before ``up()`` trusts it to be long-running.
@@ -167,15 +167,7 @@ class LocalRuntime(Runtime):
         self._venv, info = cache.get_or_build(install, self.ctx.progress, deadline)
         self.build_info = {**info, "requirements": section.requirements,
                            "seconds": round(time.monotonic() - started, 2)}
-        if section.setup:
-            self.ctx.progress("running the setup command ...")
-            result = self.run_command("setup", section.setup, self.ctx.config.timeouts.setup)
-            self.build_info["setup"] = result.evidence()
-            if not result.ok:
-                why = (f"timed out after {self.ctx.config.timeouts.setup:.0f}s" if result.timed_out
-                       else result.error or f"exited with code {result.exit_code}")
-                raise SubmissionError(f"the setup command {why}", command=section.setup,
-                                      details=clip(result.stdout + "\n" + result.stderr, 8000))
+        run_setup(self, section.setup, self.build_info)
         self.build_info["seconds"] = round(time.monotonic() - started, 2)
 
     def _install(self, venv: Path, requirements: Path, env: dict[str, str], log_path: Path,
@@ -259,20 +251,9 @@ class LocalRuntime(Runtime):
         except Exception as exc:  # noqa: BLE001 - run_command reports failures, it never raises
             result = CommandResult(name, command, None, "", "", time.monotonic() - started,
                                    error=f"{type(exc).__name__}: {exc}")
-        self._append_command_log(result)
+        append_command_log(self.logs_dir, result)
         return result
 
-    def _append_command_log(self, result: CommandResult) -> None:
-        status = ("timed out" if result.timed_out else result.error) or f"exit {result.exit_code}"
-        text = (f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {result.name}: {result.command} "
-                f"({status}, {result.duration_s:.2f}s)\n{result.stdout}"
-                + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
-        try:
-            self.logs_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.logs_dir / "commands.log", "a", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError:
-            pass  # the result itself still carries the output
 
     def alive(self) -> bool:
         if self._proc is not None and self._proc.poll() is None:
