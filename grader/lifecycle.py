@@ -23,7 +23,7 @@ from grader.checks import correctness, deployment, drift, latency, observability
 from grader.config import GraderConfig
 from grader.results import CandidateInfo, GradeReport, Outcome, PhaseResult, utcnow
 from grader.scoring import score_sections, total
-from grader.session import Deadline, GradingSession, ReferenceModels
+from grader.session import INTERRUPT, Deadline, GradingSession, Interrupted, ReferenceModels, check_interrupted
 from harness.cleanup import CleanupStack
 from harness.contract import Contract, ContractError, load_contract
 from harness.errors import GraderFault, HarnessError, PhaseTimeout, SubmissionError
@@ -46,10 +46,6 @@ SECTION_PHASES: list[tuple[str, Any, str]] = [
     ("robustness", robustness, "robustness"),
     ("observability", observability, "robustness"),
 ]
-
-
-class Interrupted(Exception):
-    """SIGTERM (or SIGINT) arrived: stop, tear down, report."""
 
 
 @dataclass
@@ -81,6 +77,7 @@ class _Run:
         started = utcnow()
         start = time.monotonic()
         deadline = Deadline(timeout_s or 3600.0, name)
+        check_interrupted()
         self.req.progress(f"▶ {name}")
         status, message, error = "ok", "", None
         try:
@@ -147,14 +144,17 @@ def grade(req: GradeRequest) -> GradeReport:
         run.cleanup.push("remove work dir", lambda: shutil.rmtree(work, ignore_errors=True))
     else:
         req.progress(f"keeping work dir {work}")
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(_signum: int, _frame: object) -> None:
-        raise Interrupted("SIGTERM")
+    def on_signal(signum: int, _frame: object) -> None:
+        INTERRUPT.set()
+        raise Interrupted(signal.Signals(signum).name)
 
     in_main = _in_main_thread()
+    previous = {}
+    INTERRUPT.clear()
     if in_main:
-        signal.signal(signal.SIGTERM, on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, on_signal)
     session: GradingSession | None = None
     runtime: Runtime | None = None
     try:
@@ -188,9 +188,14 @@ def grade(req: GradeRequest) -> GradeReport:
         report.status = "grader_error"
         report.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=12)}"
     finally:
+        # A second Ctrl-C must not cut the teardown short: ignore stop signals until it is done.
+        if in_main:
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
         _teardown(run, session)
         if in_main:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return _finish(run, session)
 
 

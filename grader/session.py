@@ -24,6 +24,21 @@ from harness.runtimes.base import Runtime
 from harness.service import ServiceClient
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: stop, tear down, report."""
+
+
+#: Set by the lifecycle's signal handler. The handler also raises, but an exception raised from a
+#: signal handler can be swallowed (e.g. when it lands in a fork hook), so loops check this too.
+INTERRUPT = threading.Event()
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted if a stop signal has arrived."""
+    if INTERRUPT.is_set():
+        raise Interrupted("stop signal received")
+
+
 class Deadline:
     """A cooperative phase timeout: long loops call ``check()``; waits use ``remaining()``."""
 
@@ -39,7 +54,8 @@ class Deadline:
         return time.monotonic() >= self.end
 
     def check(self) -> None:
-        """Raise PhaseTimeout once the phase has run out of time."""
+        """Raise PhaseTimeout once the phase has run out of time (or Interrupted on a stop signal)."""
+        check_interrupted()
         if self.expired():
             from harness.errors import PhaseTimeout
 
@@ -93,6 +109,7 @@ class GradingSession:
 
     def fingerprint(self, phase: str = "probe") -> VersionReading:
         """Ask the live service which version it serves, by its predictions on the probe rows."""
+        check_interrupted()
         rid = self.request_id(phase)
         out = self.client.predict(self.fingerprinter.rows, request_id=rid)
         self.remember_request_id(rid)

@@ -44,6 +44,24 @@ pytestmark = pytest.mark.skipif(
 
 # --- helpers ------------------------------------------------------------------------------------
 
+#: The candidate's own interpreter: its isolated env, built from its requirements.txt by the
+#: local runtime (cached by hash, exactly as when it is graded). Set by the ``repo`` fixture.
+CANDIDATE_PYTHON: list[str] = [sys.executable]
+
+
+def _candidate_python(repo: Path, work: Path) -> str:
+    from grader.config import load_config
+    from harness.cleanup import CleanupStack
+    from harness.contract import load_contract
+    from harness.runtimes.base import RuntimeContext
+    from harness.runtimes.local import LocalRuntime
+
+    ctx = RuntimeContext(run_id="reference-solution-tests", repo_dir=repo, work_dir=work,
+                         contract=load_contract(repo), config=load_config(), cleanup=CleanupStack())
+    runtime = LocalRuntime(ctx)
+    runtime.build()
+    return str(runtime._venv / "bin" / "python")
+
 def _records(frame: Any) -> list[dict[str, Any]]:
     from harness.traffic.baseline import to_records
 
@@ -92,7 +110,7 @@ class Server:
 
     def start(self, timeout_s: float = 120.0) -> None:
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=self.repo, env=self.env,
+        self.proc = subprocess.Popen([CANDIDATE_PYTHON[0], "-m", "app"], cwd=self.repo, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -127,7 +145,7 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def cli(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "app.registry", *args], cwd=self.repo, env=self.env,
+        return subprocess.run([CANDIDATE_PYTHON[0], "-m", "app.registry", *args], cwd=self.repo, env=self.env,
                               capture_output=True, text=True, timeout=timeout_s)
 
     def predict(self, rows: list[dict], request_id: str | None = None) -> list[float]:
@@ -147,7 +165,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return assemble_repo(tmp_path_factory.mktemp("candidate") / "repo")
+    path = assemble_repo(tmp_path_factory.mktemp("candidate") / "repo")
+    CANDIDATE_PYTHON[0] = _candidate_python(path, tmp_path_factory.mktemp("env"))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -419,7 +439,7 @@ def test_replay_tool_reproduces_a_logged_request(server: Server, repo: Path) -> 
     rid = f"pytest-replay-{uuid.uuid4().hex}"
     server.predict(_records(_features(4, 12)), request_id=rid)
     _find_log(repo, rid)
-    out = subprocess.run([sys.executable, "-m", "app.replay", "logs/requests.jsonl", "--request-id", rid],
+    out = subprocess.run([CANDIDATE_PYTHON[0], "-m", "app.replay", "logs/requests.jsonl", "--request-id", rid],
                          cwd=repo, env=server.env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 replayed, 0 differ" in out.stdout
