@@ -1,0 +1,1 @@
+"""Fraud model behind KServe's ModelServer: torch.export program + preprocessing.json, drift alerts, rollback."""
