@@ -175,7 +175,7 @@ def test_examples_and_template_validate() -> None:
     bento_readme = (ASSIGNMENT_DIR / "examples" / "bentoml" / "README.md").read_text()
     assert '@bentoml.api(route="/v1/models/fraud:predict")' in bento_readme
     assert (kserve.serving.protocol, kserve.serving.predict_path, kserve.serving.ready_path, kserve.drift.signal) == (
-        "v2", "/v2/models/fraud/infer", "/v2/health/ready", "webhook")
+        "v2", "/v2/models/fraud/infer", "/v2/models/fraud/ready", "webhook")
     assert "kserve.ModelServer" in (ASSIGNMENT_DIR / "examples/kserve/README.md").read_text()
     runtimes = parse_contract((ASSIGNMENT_DIR / "takehome.example.yaml").read_text(), "takehome.example.yaml").runtimes
     assert runtimes.kind and runtimes.docker and runtimes.local
