@@ -36,15 +36,17 @@ from harness.traffic.baseline import baseline_records
 
 GRADER_VERSION = "0.1.0"
 
-#: Section phases in the order the brief's lifecycle runs them, with their check module and timeout key.
-SECTION_PHASES: list[tuple[str, Any, str]] = [
-    ("deployment", deployment, "deploy"),
-    ("correctness", correctness, "correctness"),
-    ("drift", drift, "drift"),
-    ("latency", latency, "latency"),
-    ("rollback", rollback, "rollback"),
-    ("robustness", robustness, "robustness"),
-    ("observability", observability, "robustness"),
+#: Section phases in the order the brief's lifecycle runs them, with their check module and timeout.
+SECTION_PHASES: list[tuple[str, Any, Callable[[GraderConfig], float]]] = [
+    # Two deploys, each a command plus the wait until its version is served.
+    ("deployment", deployment, lambda c: 2 * (c.timeouts.deploy + c.thresholds.rollout_timeout_s)),
+    ("correctness", correctness, lambda c: c.timeouts.correctness),
+    ("drift", drift, lambda c: c.timeouts.drift),
+    ("latency", latency, lambda c: c.timeouts.latency),
+    # Two rollback commands, the wait for v1 and the steady-state periods around them.
+    ("rollback", rollback, lambda c: 2 * c.timeouts.rollback + c.thresholds.rollback_budget_s + 15),
+    ("robustness", robustness, lambda c: c.timeouts.robustness),
+    ("observability", observability, lambda c: c.timeouts.robustness),
 ]
 
 
@@ -172,8 +174,8 @@ def grade(req: GradeRequest) -> GradeReport:
             report.candidate.flavor = contract.flavor
             commands = contract.runtime(req.runtime)
         session, runtime = _bring_up(run, contract, commands, fetched.path, work, seed)
-        for section, module, timeout_key in SECTION_PHASES:
-            _run_section(run, session, section, module, getattr(config.timeouts, timeout_key))
+        for section, module, timeout in SECTION_PHASES:
+            _run_section(run, session, section, module, timeout(config))
         if runtime is not None:
             _collect(run, runtime)
     except (SubmissionError, ContractError) as exc:

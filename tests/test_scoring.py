@@ -193,3 +193,32 @@ def test_saturated_run_still_judges_what_it_can() -> None:
     assert out.fraction == 0.0 and "actual send" in out.message
     unsure = _lagging(service_ms=80, lag_ms=60)  # 140 ms upper bound, 80 ms lower bound: cannot tell
     assert latency.judge(unsure, 100, 0.001, 80.0)[0].status == "inconclusive"
+
+
+class _FakeSession:
+    """Answers fingerprints from a script: (version, predictions) per probe."""
+
+    def __init__(self, script: list[tuple[str, list[float]]]) -> None:
+        self.script, self.i, self._last = script, 0, None
+
+    def fingerprint(self, _phase: str):  # noqa: ANN201
+        from harness.fingerprint import VersionReading
+        version, preds = self.script[min(self.i, len(self.script) - 1)]
+        self.i += 1
+        self._last = preds
+        return VersionReading(version)
+
+    def last_probe_predictions(self):  # noqa: ANN201
+        return self._last
+
+
+def test_wait_for_version_stops_once_unmatched_predictions_settle() -> None:
+    from grader.checks import deployment
+
+    garbage = [0.5, 0.25]
+    s = _FakeSession([("unknown", [0.1, 0.2])] + [("unknown", garbage)] * 50)
+    reading, took, _ = deployment.wait_for_version(s, "v1", timeout_s=30, phase="t", interval_s=0.2)
+    assert reading.version == "unknown" and took < 5  # not the full 30 s timeout
+    s2 = _FakeSession([("v2", [0.9])] * 3 + [("v1", [0.1])])
+    reading, _, seen = deployment.wait_for_version(s2, "v1", timeout_s=30, phase="t", interval_s=0.05)
+    assert reading.version == "v1" and seen == ["v2", "v1"]

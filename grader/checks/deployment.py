@@ -10,19 +10,39 @@ from harness.contract import render_command
 from harness.fingerprint import VersionReading
 
 
+#: When predictions match no reference version, stop waiting once they have been identical for
+#: this many probes spanning at least STABLE_S seconds: the candidate's behaviour has settled.
+STABLE_PROBES = 3
+STABLE_S = 2.0
+
+
 def wait_for_version(s: GradingSession, version: str, timeout_s: float, phase: str,
                      interval_s: float = 0.5) -> tuple[VersionReading, float, list[str]]:
     """Poll the fingerprint until ``version`` is served or the timeout passes.
 
     Returns the last reading, the seconds it took, and the sequence of versions seen (evidence).
+    Predictions that match no reference (a preprocessing bug) cannot become ``version``; waiting
+    ends once they are stable, so the caller can fingerprint by the candidate's own signature.
     """
     start = time.monotonic()
     seen: list[str] = []
     reading = s.fingerprint(phase)
     seen.append(reading.version)
+    stable: list[tuple[float, list[float] | None]] = [(time.monotonic(), s.last_probe_predictions())]
     while reading.version != version and time.monotonic() - start < timeout_s:
+        last = stable[-1][1]
+        if reading.version == "unknown" and last is not None:
+            # The trailing run of identical predictions: enough probes, spanning enough time?
+            n = 0
+            for _, preds in reversed(stable):
+                if preds != last:
+                    break
+                n += 1
+            if n >= STABLE_PROBES and stable[-1][0] - stable[-n][0] >= STABLE_S:
+                break
         time.sleep(interval_s)
         reading = s.fingerprint(phase)
+        stable.append((time.monotonic(), s.last_probe_predictions() if reading.version == "unknown" else None))
         if reading.version != seen[-1]:
             seen.append(reading.version)
     return reading, time.monotonic() - start, seen
