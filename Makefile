@@ -12,7 +12,7 @@ CONFIG ?=
 MIN_SCORE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup artifacts assignment grade demo test bench clean
+.PHONY: help setup artifacts assignment grade demo test bench clean calibrate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,13 @@ test: artifacts  ## run the test suite (docker tests run when an engine is up; k
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: artifacts  ## timing benchmarks (artifact build, load generator vs wrk, grading wall time)
+	$(PY) benchmarks/build_artifacts.py
 	$(PY) benchmarks/load_benchmark.py
+	$(PY) benchmarks/grade_benchmark.py
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build dist reports .pytest_cache
+
+calibrate: artifacts  ## grade the calibration corpus, compare with calibration/expected.yaml [RUNTIME=local] [REPEAT=K] [CANDIDATES=a,b] [JOBS=1]
+	$(PY) -m calibration.calibrate --runtime $(RUNTIME) --out $(OUT)/calibration $(if $(REPEAT),--repeat $(REPEAT)) \
+		$(if $(CANDIDATES),--candidates $(CANDIDATES)) $(if $(JOBS),--jobs $(JOBS))
