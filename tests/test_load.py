@@ -279,7 +279,7 @@ def test_every_tenth_request_500_gives_error_rate_tenth() -> None:
     with serve(handler) as url:
         plan = LoadPlan(rate_rps=200, duration_s=3, schedule="poisson", seed=1)
         res = run_open_loop(url, plan, get)
-    st = res.stats(max_send_lag_ms=50.0)  # relaxed for shared machines: this test is about errors
+    st = res.stats(max_send_lag_ms=300.0)  # relaxed for shared machines: this test is about errors
     assert st.scheduled == len(res.records) == n["i"]
     assert st.error_rate == pytest.approx(0.1, abs=0.01)
     assert set(st.error_kinds) == {"http 500"}
