@@ -30,6 +30,7 @@ class _Strict(BaseModel):
 
 
 class TrafficConfig(_Strict):
+    warmup_rows: int = Field(ge=0)
     baseline_rows: int = Field(ge=100)
     scenario_max_rows: int = Field(ge=50)
     washout_max_rows: int = Field(ge=0)

@@ -28,7 +28,7 @@ from harness.cleanup import CleanupStack
 from harness.contract import Contract, ContractError, load_contract
 from harness.errors import GraderFault, HarnessError, PhaseTimeout, SubmissionError
 from harness.fetch import fetch_candidate
-from harness.fingerprint import Fingerprinter
+from harness.fingerprint import Fingerprinter, representative_subset
 from harness.runtimes.base import Runtime, RuntimeContext
 from harness.runtimes.registry import get as runtime_class
 from harness.service import ServiceClient
@@ -119,10 +119,12 @@ def _reference_models(artifacts_dir: Path, flavor: str) -> ReferenceModels:
 def _fingerprinter(reference: ReferenceModels, seed: int, n_rows: int, atol: float) -> Fingerprinter:
     import numpy as np
 
-    pool = baseline_records(max(200, n_rows * 8), seed + 1)
+    pool = baseline_records(max(400, n_rows * 25), seed + 1)
     v1 = np.asarray(reference.predict("v1", pool))
     v2 = np.asarray(reference.predict("v2", pool))
-    keep = np.flatnonzero(Fingerprinter.informative(v1, v2, atol))[:n_rows]
+    # Informative rows (v1 and v2 disagree), chosen to look like ordinary traffic: they are replayed
+    # often enough to fill part of the candidate's drift window.
+    keep = representative_subset(pool, np.flatnonzero(Fingerprinter.informative(v1, v2, atol)), n_rows, seed + 2)
     if len(keep) < n_rows // 2:
         raise GraderFault("the reference v1 and v2 models barely differ: cannot fingerprint the live version")
     rows = [pool[i] for i in keep]

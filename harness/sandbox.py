@@ -8,8 +8,6 @@ copying ``os.environ`` and deleting what looks dangerous: a denylist always miss
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,10 +18,11 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import GraderFault, SubmissionError
+from harness.errors import SubmissionError
+from harness.locks import exclusive_lock
 
 #: Directories after the caller's prefix (the candidate's venv ``bin``) on ``PATH``.
 SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"]
@@ -211,24 +210,6 @@ def tree_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _flock(path: Path, deadline: float) -> Iterator[None]:
-    """Exclusive lock on ``path`` (another grading building the same env waits here)."""
-    with open(path, "a+") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise GraderFault(f"timed out waiting for {path}: another grading is building the same env")
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class EnvCache:
     """A virtualenv per requirements key under ``root``, built at most once at a time.
 
@@ -252,7 +233,8 @@ class EnvCache:
             return self.fallback, {"cache": "disabled", "pip_ran": True, "env_dir": str(self.fallback)}
         env_dir = self.root / self.key
         self.root.mkdir(parents=True, exist_ok=True)
-        with _flock(self.root / f"{self.key}.lock", deadline):
+        with exclusive_lock(self.root / f"{self.key}.lock", max(0.0, deadline - time.monotonic()),
+                            "building the same env"):
             marker = env_dir / _MARKER
             state = "miss"
             if marker.is_file():

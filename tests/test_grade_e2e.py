@@ -69,6 +69,10 @@ def test_reference_solution_scores_at_least_95(graded: dict, workdir: Path, arti
             assert item.evidence, item.id
     phases = {p.name: p.status for p in report.phases}
     assert phases["teardown"] == "ok"
+    # The unscored warm-up ran before the baseline, and a sound monitor was quiet after it.
+    quiet = next(i for s in report.sections for i in s.items if i.id == "quiet_on_baseline")
+    assert quiet.evidence["warmup"]["rows"] == load_config().traffic.warmup_rows
+    assert quiet.evidence["warmup"]["firing_after"] is False
     reports = workdir / "reference-fastapi-reports"
     assert json.loads((reports / "report.json").read_text())["score"] == report.score
     assert {"report.json", "scorecard.md", "report.html", "junit.xml", "results.json"} <= \
@@ -94,6 +98,10 @@ def test_flawed_candidate_loses_exactly_its_section(name: str, section: str, gra
         if other == section or other in NOISY_SECTIONS:
             continue
         assert abs(points - ref[other]) <= TOLERANCE, (other, points, ref[other])
+    if name == "flawed-500-on-bad-input":
+        # Still up, but the 500s are named: surviving is not failing safe.
+        healthy = next(i for s in report.sections for i in s.items if i.id == "stays_healthy")
+        assert healthy.status == "partial" and "missing feature" in healthy.evidence["server_errors_on_bad_input"]
 
 
 @pytest.mark.docker

@@ -386,6 +386,14 @@ def test_followups_cover_every_rubric_item() -> None:
             assert q.endswith(("?", ".")) and "it broke" in q and "None" not in q and "{" not in q
 
 
+def test_followup_names_the_bad_inputs_that_got_a_server_error() -> None:
+    item = ItemResult(id="stays_healthy", title="t", section="robustness", points=1.5, max_points=3,
+                      status="partial", message="still answering",
+                      evidence={"process_alive": True, "server_errors_on_bad_input": ["missing feature", "extra feature"]})
+    q = fu.question_for(item, full_report())
+    assert "2 bad inputs got a server error" in q and "missing feature" in q
+
+
 def test_followups_broken_stretch_and_grader_error() -> None:
     broken = followup_questions(broken_report())
     assert "No module named 'fastapi'" in broken[0] and "exited with code 1" in broken[1]

@@ -48,6 +48,24 @@ def test_fingerprint_falls_back_to_learned_signatures() -> None:
     assert fp.classify_one(3, garbage_v2[3]) == "v2"
 
 
+def test_probe_rows_follow_the_traffic_mix_even_when_informative_rows_do_not() -> None:
+    from harness.traffic.baseline import baseline_records
+    from harness.fingerprint import representative_subset
+
+    pool = baseline_records(400, 7)
+    credit = [i for i, r in enumerate(pool) if r["card_type"] == "credit"]
+    other = [i for i, r in enumerate(pool) if r["card_type"] != "credit"]
+    # Informative rows that start with 40 credit cards in a row: "the first 16" would be all credit.
+    candidates = np.array(credit[:40] + other + credit[40:])
+    picked = representative_subset(pool, candidates, 16, seed=3)
+    assert len(set(picked)) == 16 and set(picked) <= set(candidates.tolist())
+    share = len(credit) / len(pool)
+    n_credit = sum(pool[i]["card_type"] == "credit" for i in picked)
+    assert n_credit <= int(np.ceil(share * 16)), (n_credit, share)
+    assert picked == representative_subset(pool, candidates, 16, seed=3)  # seeded: same rows each run
+    assert representative_subset(pool, candidates[:10], 16, seed=3) == sorted(candidates[:10].tolist())
+
+
 # ---------------------------------------------------------------- drift
 
 def _reading(firing: bool, features: tuple[str, ...] = (), ok: bool = True) -> DriftReading:
@@ -85,6 +103,9 @@ def test_drift_always_firing_monitor_earns_nothing() -> None:
     res = [drift.ScenarioOutcome(sc, quiet_before=False) for sc in SCENARIOS]
     out = _outcomes(res, _base(40))
     assert all(o.fraction == 0.0 for o in out.values()), {k: o.fraction for k, o in out.items()}
+    # The message names the false alarms; "never fired" would describe the opposite monitor.
+    assert "false alarm at 40 of 40" in out["quiet_on_baseline"].message
+    assert "never fired" not in out["quiet_on_baseline"].message
 
 
 def test_drift_rare_false_alarm_is_partial_and_delay_and_attribution_scale() -> None:

@@ -30,6 +30,7 @@ class PhaseLog:
     polls: list[DriftReading] = field(default_factory=list)
     rows_sent: int = 0
     errors: int = 0
+    warmup: dict[str, object] = field(default_factory=dict)  # the unscored warm-up before this phase
 
     @property
     def firing_polls(self) -> int:
@@ -93,6 +94,28 @@ class DriftDriver:
         if stats.request_ids:
             self.s.remember_request_id(stats.request_ids[-1])
 
+    def warmup(self, rows: int, seed: int) -> dict[str, object]:
+        """Replay ``rows`` unscored clean rows, then read the signal once (kept as evidence).
+
+        By now the service has answered the grader's fingerprint probes: the same few rows many
+        times over. A window full of them is not in-distribution traffic, so it is flushed with
+        clean rows before the baseline phase counts any alarm.
+        """
+        if rows <= 0:
+            return {"rows": 0}
+        self.s.progress(f"drift: warm-up, {rows} unscored in-distribution rows")
+        log = PhaseLog("warmup")
+        start_rows = self.rows_total
+        self.s.event("phase", "warmup", start_rows=start_rows)
+        step = self.cfg.poll_every_rows
+        recs = baseline_records(rows, seed)
+        for i in range(0, len(recs), step):
+            self.send(recs[i:i + step], log)
+        reading = self.poll(log)
+        self.s.event("phase_end", "warmup", start_rows=start_rows, end_rows=self.rows_total)
+        return {"rows": log.rows_sent, "firing_after": bool(reading.ok and reading.firing),
+                "request_errors": log.errors}
+
     def settle(self, log: PhaseLog, until_firing: bool | None) -> DriftReading:
         """Keep polling for ``settle_s`` (the monitor may evaluate asynchronously).
 
@@ -140,8 +163,10 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     cfg = s.config.traffic
     driver = DriftDriver(s, deadline)
     try:
+        warm = driver.warmup(cfg.warmup_rows, s.seed + 99)
         s.progress(f"drift: baseline, {cfg.baseline_rows} in-distribution rows")
         base_log, last = driver.phase("baseline", baseline_records(cfg.baseline_rows, s.seed + 101), None)
+        base_log.warmup = warm
         if base_log.readable_polls == 0:
             return _unreadable("the drift signal could not be read during the baseline phase",
                                {"example_error": base_log.polls[-1].error if base_log.polls else None})
@@ -185,12 +210,17 @@ def score(s: GradingSession, base: PhaseLog, results: list[ScenarioOutcome]) -> 
     per_scenario = [r.evidence() for r in results]
     base_ev = {"baseline_rows": base.rows_sent, "polls": len(base.polls),
                "false_alarm_polls": base.firing_polls, "unreadable_polls": len(base.polls) - base.readable_polls,
-               "request_errors": base.errors}
+               "request_errors": base.errors, "warmup": base.warmup}
 
     false_alarm_share = base.firing_polls / max(1, base.readable_polls)
-    if not detected:
+    if not detected and base.firing_polls == 0:
         quiet = Outcome.failed("quiet_on_baseline", "the monitor never fired on any drift scenario, so its "
                                "silence on baseline traffic earns no credit", **base_ev)
+    elif not detected:
+        # Name the false alarms: "never fired" would misdescribe a monitor that fires on clean traffic.
+        quiet = Outcome.failed("quiet_on_baseline", f"false alarm at {base.firing_polls} of "
+                               f"{base.readable_polls} polls on in-distribution traffic, and no drift "
+                               "scenario was detected from a quiet start", **base_ev)
     elif base.firing_polls == 0:
         quiet = Outcome.passed("quiet_on_baseline", f"no alarm at any of {len(base.polls)} polls over "
                                f"{base.rows_sent} in-distribution rows", **base_ev)

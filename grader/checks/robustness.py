@@ -1,4 +1,4 @@
-"""Bad input must get a 4xx, and the service must stay healthy afterwards."""
+"""Bad input must get a 4xx (never a 5xx), and the service must stay healthy afterwards."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from grader.session import Deadline, GradingSession
 from harness.protocol import encode_request
 from harness.traffic.baseline import baseline_records
 from reference_model.schema import NULLABLE_FEATURES, NUMERIC_FEATURES
+
+#: Credit for stays_healthy when the service is still up but some bad input got a 5xx.
+SURVIVED_WITH_SERVER_ERRORS = 0.5
 
 
 def _mutated(row: dict, fn: Callable[[dict], None]) -> dict:
@@ -72,9 +75,20 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     valid = s.client.predict([row], request_id=rid)
     s.remember_request_id(rid)
     alive = s.runtime.alive()
-    ev = {"ready_after": ready.evidence(), "valid_request_after": valid.evidence(), "process_alive": alive}
-    if ready.ok and valid.ok:
-        healthy = Outcome.passed("stays_healthy", "ready and answering valid requests after the bad inputs", **ev)
+    # A 5xx or a dropped connection means the bad input reached an unhandled exception path: the
+    # service survived this time, but it did not fail safe. (A 2xx is a different bug: garbage
+    # accepted; that costs only rejects_bad_input.)
+    server_errors = [r["case"] for r in results if r["status"] is None or r["status"] >= 500]
+    ev = {"ready_after": ready.evidence(), "valid_request_after": valid.evidence(), "process_alive": alive,
+          "server_errors_on_bad_input": server_errors}
+    if ready.ok and valid.ok and server_errors:
+        healthy = Outcome.partial("stays_healthy", SURVIVED_WITH_SERVER_ERRORS,
+                                  f"still answering after the bad inputs, but {len(server_errors)} of them "
+                                  f"caused a server error or a dropped connection: {', '.join(server_errors)}",
+                                  **ev)
+    elif ready.ok and valid.ok:
+        healthy = Outcome.passed("stays_healthy", "no bad input caused a server error, and the service is ready "
+                                 "and answering valid requests afterwards", **ev)
     else:
         healthy = Outcome.failed("stays_healthy", "the service is not healthy after the bad inputs "
                                  f"(ready: {ready.status or ready.error}, valid request: "

@@ -102,7 +102,7 @@ def _q_correct(e: _Ev) -> str:
                 + f"hidden rows matched the reference {versus} predictions"
                 + _opt(" (largest error {d})", d=e.n("max_abs_error")))
     elif e.get("failing_request"):
-        what = (f"A prediction request on valid input failed"
+        what = ("A prediction request on valid input failed"
                 + _opt(" ({s})", s=e.n("failing_request.error", "failing_request.status")))
     else:
         what = f"Your predictions did not match the reference model ({e.msg})"
@@ -256,8 +256,13 @@ def _q_bad_input(e: _Ev) -> str:
 
 
 def _q_healthy(e: _Ev) -> str:
+    errors = e.get("server_errors_on_bad_input")
     if e.get("process_alive") is False:
         what = "Your service process was no longer running after the grader's bad inputs"
+    elif errors:
+        return (f"Your service survived, but {len(errors)} bad inputs got a server error or a dropped "
+                f"connection (e.g. {short(str(errors[0]), 60)}). Walk me through where that exception "
+                "escaped, and how you would make every invalid request fail as the client's fault.")
     elif e.get("ready_after") or e.get("valid_request_after"):
         what = ("After the grader's bad inputs your service answered readiness with "
                 f"{e.n('ready_after.status', 'ready_after.error') or 'nothing'} and a valid request with "

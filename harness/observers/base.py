@@ -84,3 +84,34 @@ class DriftObserver(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class HttpPollingObserver(DriftObserver):
+    """An observer that GETs one URL per poll over a reused connection (HTTP flag, Prometheus text)."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._client: Any = None  # httpx.Client, imported lazily: the webhook observer needs none
+
+    def start(self) -> None:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=self.timeout_s)
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def fetch(self, headers: dict[str, str] | None = None) -> tuple[Any, DriftReading | None]:
+        """GET the URL: (response, None), or (None, a failed reading saying why). Polling without
+        start() is allowed: the client is opened lazily."""
+        import httpx
+
+        self.start()
+        try:
+            return self._client.get(self.url, headers=headers or {}), None
+        except httpx.HTTPError as exc:
+            return None, DriftReading.failed(f"GET {self.url} failed: {type(exc).__name__}: {exc}")

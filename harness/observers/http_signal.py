@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 
-from harness.observers.base import DriftObserver, DriftReading, as_flag, excerpt
+from harness.observers.base import DriftReading, HttpPollingObserver, as_flag, excerpt
 
 _MISSING = object()
 
@@ -60,36 +59,22 @@ def feature_names(value: Any, drift_field: str = "drift") -> frozenset[str]:
     return frozenset()
 
 
-class HttpDriftObserver(DriftObserver):
+class HttpDriftObserver(HttpPollingObserver):
     """GET ``base_url + http_path``; firing when ``drift_field`` is truthy."""
 
     def __init__(self, base_url: str, http_path: str, drift_field: str = "drift",
                  features_field: str = "features", timeout_s: float = 2.0) -> None:
-        self.url = base_url.rstrip("/") + http_path
+        super().__init__(base_url.rstrip("/") + http_path, timeout_s)
         self.drift_field = drift_field
         self.features_field = features_field
-        self.timeout_s = timeout_s
-        self._client: httpx.Client | None = None
-
-    def start(self) -> None:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_s)
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def describe(self) -> str:
         return f"http GET {self.url} (flag: {self.drift_field!r}, features: {self.features_field!r})"
 
     def poll(self) -> DriftReading:
-        self.start()  # polling without start() is allowed: lazily open the client
-        assert self._client is not None
-        try:
-            resp = self._client.get(self.url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            return DriftReading.failed(f"GET {self.url} failed: {type(exc).__name__}: {exc}")
+        resp, failed = self.fetch({"Accept": "application/json"})
+        if failed is not None:
+            return failed
         body = resp.text
         raw: dict[str, Any] = {"status": resp.status_code, "body": excerpt(body)}
         if resp.status_code != 200:

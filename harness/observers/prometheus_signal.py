@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.observers.base import DriftObserver, DriftReading, excerpt
+from harness.observers.base import DriftReading, HttpPollingObserver, excerpt
 
 _MAX_SAMPLES_KEPT = 20  # samples of the metric quoted in a reading
 
@@ -55,36 +54,22 @@ def read_metric(text: str, metric: str, feature_label: str) -> tuple[bool, froze
     return firing, frozenset(features), {"metric": metric, "metric_present": present, "samples": samples}
 
 
-class PrometheusDriftObserver(DriftObserver):
+class PrometheusDriftObserver(HttpPollingObserver):
     """Scrape ``base_url + metrics_path`` and read ``metric``."""
 
     def __init__(self, base_url: str, metrics_path: str, metric: str, feature_label: str = "feature",
                  timeout_s: float = 2.0) -> None:
-        self.url = base_url.rstrip("/") + metrics_path
+        super().__init__(base_url.rstrip("/") + metrics_path, timeout_s)
         self.metric = metric
         self.feature_label = feature_label
-        self.timeout_s = timeout_s
-        self._client: httpx.Client | None = None
-
-    def start(self) -> None:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_s)
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def describe(self) -> str:
         return f"prometheus {self.url} metric {self.metric!r} (feature label {self.feature_label!r})"
 
     def poll(self) -> DriftReading:
-        self.start()
-        assert self._client is not None
-        try:
-            resp = self._client.get(self.url)
-        except httpx.HTTPError as exc:
-            return DriftReading.failed(f"GET {self.url} failed: {type(exc).__name__}: {exc}")
+        resp, failed = self.fetch()
+        if failed is not None:
+            return failed
         if resp.status_code != 200:
             return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status_code}",
                                        {"status": resp.status_code, "body": excerpt(resp.text)})

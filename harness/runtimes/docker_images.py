@@ -17,8 +17,6 @@ TLS-intercepting proxy whose CA only the host trusts.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -27,10 +25,11 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import GraderFault
+from harness.locks import exclusive_lock
 
 #: The stand-in's own name, and the official names it stands in for when they are absent.
 BASE_REPOSITORY, BASE_TAG = "takehome/python-base", "3.11-bookworm"
@@ -70,33 +69,12 @@ def _file_digest(path: Path | None) -> str:
     return "none" if path is None else hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(path: Path, timeout_s: float) -> Iterator[None]:
-    """Exclusive lock, so that two gradings on one machine build the rootfs once, not twice."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with open(path, "a+") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise GraderFault(f"timed out waiting for {path}: another grading is building the base image"
-                                      ) from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def rootfs_tarball(cache_dir: Path, progress: Callable[[str], None] = lambda _m: None,
                    mirror: str | None = None) -> Path:
     """The cached debootstrap root file system (built on first use; needs root and debootstrap)."""
     images = cache_dir / "images"
     out = images / f"rootfs-bookworm-{recipe_digest()}.tar"
-    with _locked(images / "rootfs.lock", ROOTFS_TIMEOUT_S + 60):
+    with exclusive_lock(images / "rootfs.lock", ROOTFS_TIMEOUT_S + 60, "building the base image", poll_s=0.5):
         if out.is_file():
             return out
         if shutil.which("debootstrap") is None:

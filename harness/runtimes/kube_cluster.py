@@ -17,21 +17,19 @@ Environment overrides (all optional):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.errors import GraderFault
+from harness.locks import exclusive_lock
 
 KIT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = KIT_ROOT / "k8s" / "kind-config.yaml"
@@ -115,25 +113,6 @@ def run_cli(argv: list[str], what: str, timeout_s: float = CLI_TIMEOUT_S,
     return proc
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise GraderFault(f"timed out waiting for {path}: another grading is creating the cluster")
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class KindCluster:
     """One kind cluster, driven through the ``kind`` CLI and the Docker SDK."""
 
@@ -157,7 +136,7 @@ class KindCluster:
     def ensure(self, timeout_s: float | None = None) -> bool:
         """Create the cluster unless it exists; True when this call created it."""
         timeout = timeout_s or float(os.environ.get("TAKEHOME_KIND_CREATE_TIMEOUT_S") or CREATE_TIMEOUT_S)
-        with _file_lock(self.lock_dir / f"kind-{self.name}.lock", timeout):
+        with exclusive_lock(self.lock_dir / f"kind-{self.name}.lock", timeout, "creating the cluster", poll_s=0.5):
             if self.exists():
                 return False
             self.create(timeout)
