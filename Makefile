@@ -55,5 +55,5 @@ clean:  ## remove build outputs (keeps .venv)
 	rm -rf build dist reports .pytest_cache
 
 calibrate: artifacts  ## grade the calibration corpus, compare with calibration/expected.yaml [RUNTIME=local] [REPEAT=K] [CANDIDATES=a,b] [JOBS=1]
-	$(PY) -m calibration.calibrate --runtime $(RUNTIME) --out $(OUT)/calibration $(if $(REPEAT),--repeat $(REPEAT)) \
+	$(PY) -m calibration.calibrate --runtime $(RUNTIME) --out $(OUT)/calibration-$(RUNTIME) $(if $(REPEAT),--repeat $(REPEAT)) \
 		$(if $(CANDIDATES),--candidates $(CANDIDATES)) $(if $(JOBS),--jobs $(JOBS))

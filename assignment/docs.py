@@ -193,14 +193,17 @@ def contract_models() -> list[type[BaseModel]]:
 def contract_context() -> dict[str, Any]:
     """Everything ``CONTRACT.md.j2`` reads."""
     from harness.contract import CONTRACT_FILENAME, CONTRACT_VERSION
+    from harness.observers.factory import READ_TIMEOUT_S
     from harness.protocol import V2_DATATYPES
+    from harness.runtimes.local import LOG_FILE_CAP
     from reference_model.schema import FEATURES, NULLABLE_FEATURES, feature_schema
 
     tables = {m.__name__: {"doc": (m.__doc__ or MODEL_NOTES.get(m.__name__, "")).strip().replace("``", "`"),
                            "rows": model_rows(m)} for m in contract_models()}
     return {"tables": tables, "contract_filename": CONTRACT_FILENAME, "contract_version": CONTRACT_VERSION,
             "feature_order": FEATURES, "v2_datatypes": V2_DATATYPES, "nullable": sorted(NULLABLE_FEATURES),
-            "features": feature_schema()["features"]}
+            "features": feature_schema()["features"], "drift_read_timeout_s": READ_TIMEOUT_S,
+            "log_search_mib": LOG_FILE_CAP // 2**20}
 
 
 def render_contract() -> str:

@@ -302,8 +302,8 @@ def render_markdown(rows: list[Row], meta: dict[str, Any], details: dict[str, li
              f"{meta['graded']} candidate(s) graded {repeat} time(s), {meta['jobs']} at a time, "
              f"wall time {meta['wall_time_s']:.0f} s, grader {meta.get('grader_version')}, "
              f"config digest {meta.get('config_digest')}.", "",
-             "A bound holds when lo - tolerance <= points <= hi + tolerance (expected.yaml); "
-             + ("`moved` is the largest change across the repeats. " if repeat > 1 else ""), ""]
+             "A bound holds when lo - tolerance <= points <= hi + tolerance (expected.yaml)."
+             + (" `moved` is the largest change across the repeats." if repeat > 1 else ""), ""]
     head = ["candidate", "section", "expected", "got"] + (["moved"] if repeat > 1 else []) + ["verdict", "why"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:

@@ -8,9 +8,12 @@ from harness.observers.http_signal import HttpDriftObserver
 from harness.observers.prometheus_signal import PrometheusDriftObserver
 from harness.observers.webhook import WebhookObserver, WebhookReceiver
 
+#: Seconds a drift read may take before it counts as unreadable (stated in CONTRACT.md).
+READ_TIMEOUT_S = 2.0
+
 
 def make_observer(drift: DriftSignal, base_url: str, metrics_path: str | None,
-                  receiver: WebhookReceiver | None, timeout_s: float = 2.0) -> DriftObserver:
+                  receiver: WebhookReceiver | None, timeout_s: float = READ_TIMEOUT_S) -> DriftObserver:
     """Return an (unstarted) observer for ``drift.signal``.
 
     ``metrics_path`` is ``serving.metrics_path`` (needed for prometheus); ``receiver`` is the
