@@ -144,9 +144,21 @@ def runtimes() -> None:
 
 
 @app.command()
-def cleanup() -> None:
-    """Remove every container, network and image left behind by docker gradings that crashed."""
+def cleanup(
+    build_cache: bool = typer.Option(False, "--build-cache", help="Also remove the candidates' cached build "
+                                     "results (kept between gradings so a re-grade builds fast)."),
+    older_than_days: float = typer.Option(0.0, "--older-than-days", min=0, help="With --build-cache: only "
+                                          "builds not used for this many days."),
+) -> None:
+    """Remove every container, network and image left behind by docker gradings that crashed.
+
+    Runs of a grading still alive on this host are spared. The python:3.11-slim stand-in is never
+    removed. With --build-cache, the candidates' build results go too (the next grading of those
+    repos builds from scratch).
+    """
+    from grader.config import load_config
     from harness.runtimes.docker import DockerRuntime, cleanup_stale
+    from harness.runtimes.docker_cache import prune_build_cache
 
     ok, why = DockerRuntime.is_available()
     if not ok:
@@ -154,8 +166,14 @@ def cleanup() -> None:
         return
     import docker
 
-    removed = cleanup_stale(docker.from_env())
+    client = docker.from_env()
+    removed = cleanup_stale(client)
     out.print(f"removed: {removed}")
+    if build_cache:
+        cache_dir = load_config().local.resolved_cache_dir()
+        pruned = prune_build_cache(client, cache_dir, older_than_s=older_than_days * 86400)
+        out.print(f"build cache: removed {len(pruned['images'])} image(s), kept {len(pruned['kept'])} in use"
+                  + (f", errors: {pruned['errors']}" if pruned["errors"] else ""))
 
 
 @app.command()

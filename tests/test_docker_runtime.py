@@ -397,3 +397,27 @@ def test_cleanup_stale_removes_a_crashed_runs_leftovers(docker_engine: Any) -> N
                 container.remove(force=True)
             for network in labelled(docker_engine, run_id)["networks"]:
                 network.remove()
+
+
+def test_build_cache_is_recorded_and_pruned_on_request(make_runtime: MakeRuntime, config: GraderConfig,
+                                                        docker_engine: Any, tmp_path: Path) -> None:
+    import docker.errors
+
+    from harness.runtimes.docker_cache import prune_build_cache, recorded_builds
+
+    cfg = config.model_copy(update={"local": config.local.model_copy(update={"cache_dir": str(tmp_path)})})
+    # A layer no other test builds, so pruning it cannot slow the rest of the suite.
+    runtime = make_runtime(DOCKERFILE.replace("USER app", f"RUN echo {uuid.uuid4().hex} > /tmp/unique\nUSER app"),
+                           cfg=cfg)
+    runtime.build()
+    layers = runtime.build_info["candidate_layers_id"]
+    assert layers in recorded_builds(tmp_path)
+    runtime.down()
+    assert docker_engine.images.get(layers)  # teardown keeps the build result: the next grading's cache
+    assert prune_build_cache(docker_engine, tmp_path, older_than_s=3600)["images"] == []  # used just now
+    pruned = prune_build_cache(docker_engine, tmp_path)
+    assert len(pruned["images"]) == 1 and pruned["errors"] == [], pruned
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_engine.images.get(layers)
+    assert recorded_builds(tmp_path) == {}
+    assert docker_engine.images.get("python:3.11-slim")  # the shared base image stays

@@ -28,6 +28,7 @@ from harness.errors import GraderFault, SubmissionError
 from harness.processes import RUN_ID_ENV
 from harness.runtimes import docker_build, docker_ops as ops
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
+from harness.runtimes.docker_cache import record_build
 from harness.runtimes.docker_images import ALIASES, ensure_base_image
 from harness.runtimes.docker_ops import cleanup_stale  # noqa: F401 - public API of this module
 from harness.runtimes.local import LOG_FILE_CAP, read_tail
@@ -146,6 +147,10 @@ class DockerRuntime(Runtime):
                                           timeout_s=self.ctx.config.timeouts.build, on_line=on_line)
                 if outcome.error is None and outcome.image_id:
                     self.build_info["candidate_layers_id"] = outcome.image_id  # kept as cache at teardown
+                    try:
+                        record_build(self.ctx.config.local.resolved_cache_dir(), outcome.image_id, str(context))
+                    except (OSError, GraderFault) as exc:  # bookkeeping for `cleanup --build-cache` only
+                        self.ctx.progress(f"note: build cache record not updated: {exc}")
                     outcome.image_id = docker_build.label_image(self.client, outcome.image_id, self.image_tag,
                                                        self._labels("candidate-image"))
             except docker.errors.DockerException as exc:
