@@ -70,7 +70,8 @@ def test_reference_solution_scores_at_least_95(graded: dict, workdir: Path, arti
     phases = {p.name: p.status for p in report.phases}
     assert phases["teardown"] == "ok"
     # The unscored warm-up ran before the baseline, and a sound monitor was quiet after it.
-    quiet = next(i for s in report.sections for i in s.items if i.id == "quiet_on_baseline")
+    quiet = report.item("drift.quiet_on_baseline")
+    assert quiet is not None
     assert quiet.evidence["warmup"]["rows"] == load_config().traffic.warmup_rows
     assert quiet.evidence["warmup"]["firing_after"] is False
     reports = workdir / "reference-fastapi-reports"
@@ -100,7 +101,8 @@ def test_flawed_candidate_loses_exactly_its_section(name: str, section: str, gra
         assert abs(points - ref[other]) <= TOLERANCE, (other, points, ref[other])
     if name == "flawed-500-on-bad-input":
         # Still up, but the 500s are named: surviving is not failing safe.
-        healthy = next(i for s in report.sections for i in s.items if i.id == "stays_healthy")
+        healthy = report.item("robustness.stays_healthy")
+        assert healthy is not None
         assert healthy.status == "partial" and "missing feature" in healthy.evidence["server_errors_on_bad_input"]
 
 
