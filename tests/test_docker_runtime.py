@@ -417,6 +417,7 @@ def test_build_cache_is_recorded_and_pruned_on_request(make_runtime: MakeRuntime
     assert prune_build_cache(docker_engine, tmp_path, older_than_s=3600)["images"] == []  # used just now
     pruned = prune_build_cache(docker_engine, tmp_path)
     assert len(pruned["images"]) == 1 and pruned["errors"] == [], pruned
+    assert runtime.ctx.run_id in pruned["images"][0]  # traceable to the grading that built it
     with pytest.raises(docker.errors.ImageNotFound):
         docker_engine.images.get(layers)
     assert recorded_builds(tmp_path) == {}

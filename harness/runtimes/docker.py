@@ -148,7 +148,8 @@ class DockerRuntime(Runtime):
                 if outcome.error is None and outcome.image_id:
                     self.build_info["candidate_layers_id"] = outcome.image_id  # kept as cache at teardown
                     try:
-                        record_build(self.ctx.config.local.resolved_cache_dir(), outcome.image_id, str(context))
+                        record_build(self.ctx.config.local.resolved_cache_dir(), outcome.image_id,
+                                     f"run {self.ctx.run_id}, {section.dockerfile}")
                     except (OSError, GraderFault) as exc:  # bookkeeping for `cleanup --build-cache` only
                         self.ctx.progress(f"note: build cache record not updated: {exc}")
                     outcome.image_id = docker_build.label_image(self.client, outcome.image_id, self.image_tag,

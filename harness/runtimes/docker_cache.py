@@ -38,17 +38,18 @@ def _write(path: Path, data: dict[str, dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def record_build(cache_dir: Path, image_id: str, context: str) -> None:
-    """Remember that ``image_id`` is a candidate's build result, used now."""
+def record_build(cache_dir: Path, image_id: str, source: str) -> None:
+    """Remember that ``image_id`` is a candidate's build result, used now (``source``: which
+    grading built it, so that a pruned image can be traced to its report)."""
     path = _record_path(cache_dir)
     with exclusive_lock(path.with_suffix(".lock"), 30, "updating the build cache record"):
         data = _read(path)
-        data[image_id] = {"context": context, "last_used": time.time()}
+        data[image_id] = {"source": source, "last_used": time.time()}
         _write(path, data)
 
 
 def recorded_builds(cache_dir: Path) -> dict[str, dict[str, Any]]:
-    """image id -> {context, last_used} of every recorded build result."""
+    """image id -> {source, last_used} of every recorded build result."""
     return _read(_record_path(cache_dir))
 
 
@@ -73,7 +74,7 @@ def prune_build_cache(client: Any, cache_dir: Path, older_than_s: float = 0) -> 
                 continue
             try:
                 client.images.remove(image_id, force=False, noprune=False)
-                out["images"].append(f"{image_id[:19]} ({info.get('context', '?')})")
+                out["images"].append(f"{image_id[:19]} ({info.get('source', '?')})")
                 del data[image_id]
             except docker.errors.ImageNotFound:
                 del data[image_id]
