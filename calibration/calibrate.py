@@ -232,30 +232,25 @@ def compare(name: str, exp: Expectation, expected: ExpectedFile, rubric: dict[st
         errors = "; ".join(sorted({((r.error or "").strip().splitlines() or ["no error recorded"])[0][:200]
                                    for r in reports if r.status != "completed"}))
         rows.append(Row(name, "status", "completed", list(statuses), "MISMATCH", reason=errors))
-    for section, rub in rubric.items():
-        max_points = rub.max_points
-        lo, hi, label = section_bounds(exp, section, max_points)
-        tol = expected.tol(section)
-        values = []
-        for r in reports:
-            s = r.section(section)
-            values.append(float(s.points) if s is not None else 0.0)
+
+    def bounded(target: str, values: list[float], label: str, lo: float, hi: float, max_points: float) -> Row:
+        tol = expected.tol(target.partition(".")[0])  # items use their section's tolerance
         verdict, movement, reason = _judge(values, lo, hi, tol)
-        rows.append(Row(name, section, _describe(label, lo, hi, max_points, tol), values, verdict,  # type: ignore[arg-type]
-                        lo, hi, tol, max_points, movement, reason))
+        return Row(name, target, _describe(label, lo, hi, max_points, tol), values, verdict,  # type: ignore[arg-type]
+                   lo, hi, tol, max_points, movement, reason)
+
+    def points(found: Any) -> float:
+        return float(found.points) if found is not None else 0.0
+
+    for section, rub in rubric.items():
+        lo, hi, label = section_bounds(exp, section, rub.max_points)
+        rows.append(bounded(section, [points(r.section(section)) for r in reports], label, lo, hi, rub.max_points))
     for item, bound in exp.items.items():
         section, _, item_id = item.partition(".")
         max_points = rubric[section].items[item_id].points
         lo, hi = interval(bound, max_points)
-        tol = expected.tol(section)
-        values = []
-        for r in reports:
-            it = r.item(item)
-            values.append(float(it.points) if it is not None else 0.0)
-        verdict, movement, reason = _judge(values, lo, hi, tol)
-        label = bound if isinstance(bound, str) else "range"
-        rows.append(Row(name, item, _describe(label, lo, hi, max_points, tol), values, verdict,  # type: ignore[arg-type]
-                        lo, hi, tol, max_points, movement, reason))
+        rows.append(bounded(item, [points(r.item(item)) for r in reports],
+                            bound if isinstance(bound, str) else "range", lo, hi, max_points))
     if exp.min_total is not None:
         totals = [float(r.score) for r in reports]
         low = [t for t in totals if t < exp.min_total]

@@ -107,10 +107,7 @@ class DriftDriver:
         log = PhaseLog("warmup")
         start_rows = self.rows_total
         self.s.event("phase", "warmup", start_rows=start_rows)
-        step = self.cfg.poll_every_rows
-        recs = baseline_records(rows, seed)
-        for i in range(0, len(recs), step):
-            self.send(recs[i:i + step], log)
+        self.send(baseline_records(rows, seed), log)  # no reads in between: nothing is scored here
         reading = self.poll(log)
         self.s.event("phase_end", "warmup", start_rows=start_rows, end_rows=self.rows_total)
         return {"rows": log.rows_sent, "firing_after": bool(reading.ok and reading.firing),

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 _RAW_TEXT_LIMIT = 2000  # characters of a response body kept in a reading
 
 
@@ -92,12 +94,10 @@ class HttpPollingObserver(DriftObserver):
     def __init__(self, url: str, timeout_s: float) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._client: Any = None  # httpx.Client, imported lazily: the webhook observer needs none
+        self._client: httpx.Client | None = None
 
     def start(self) -> None:
         if self._client is None:
-            import httpx
-
             self._client = httpx.Client(timeout=self.timeout_s)
 
     def stop(self) -> None:
@@ -105,12 +105,11 @@ class HttpPollingObserver(DriftObserver):
             self._client.close()
             self._client = None
 
-    def fetch(self, headers: dict[str, str] | None = None) -> tuple[Any, DriftReading | None]:
+    def fetch(self, headers: dict[str, str] | None = None) -> tuple[httpx.Response | None, DriftReading | None]:
         """GET the URL: (response, None), or (None, a failed reading saying why). Polling without
         start() is allowed: the client is opened lazily."""
-        import httpx
-
         self.start()
+        assert self._client is not None
         try:
             return self._client.get(self.url, headers=headers or {}), None
         except httpx.HTTPError as exc:

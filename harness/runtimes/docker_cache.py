@@ -24,6 +24,11 @@ def _record_path(cache_dir: Path) -> Path:
     return cache_dir / "images" / RECORD_NAME
 
 
+def _locked(path: Path) -> Any:
+    """The record's lock: two gradings finishing builds at once must not lose an entry."""
+    return exclusive_lock(path.with_suffix(".lock"), 30, "updating the build cache record")
+
+
 def _read(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
@@ -42,7 +47,7 @@ def record_build(cache_dir: Path, image_id: str, source: str) -> None:
     """Remember that ``image_id`` is a candidate's build result, used now (``source``: which
     grading built it, so that a pruned image can be traced to its report)."""
     path = _record_path(cache_dir)
-    with exclusive_lock(path.with_suffix(".lock"), 30, "updating the build cache record"):
+    with _locked(path):
         data = _read(path)
         data[image_id] = {"source": source, "last_used": time.time()}
         _write(path, data)
@@ -66,7 +71,7 @@ def prune_build_cache(client: Any, cache_dir: Path, older_than_s: float = 0) -> 
     out: dict[str, list[str]] = {"images": [], "kept": [], "errors": []}
     if not path.is_file():
         return out
-    with exclusive_lock(path.with_suffix(".lock"), 30, "updating the build cache record"):
+    with _locked(path):
         data = _read(path)
         now = time.time()
         for image_id, info in sorted(data.items()):
