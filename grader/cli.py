@@ -150,25 +150,33 @@ def cleanup(
     older_than_days: float = typer.Option(0.0, "--older-than-days", min=0, help="With --build-cache: only "
                                           "builds not used for this many days."),
 ) -> None:
-    """Remove every container, network and image left behind by docker gradings that crashed.
+    """Remove what gradings that were killed left behind, on every runtime.
 
-    Runs of a grading still alive on this host are spared. The python:3.11-slim stand-in is never
+    Local: the sandboxes (every process in them, their relays and cgroups) and the work dirs of
+    gradings whose grader process is gone. Docker: every labelled container, network and image.
+    Gradings still running on this host are spared. The python:3.11-slim stand-in is never
     removed. With --build-cache, the candidates' build results go too (the next grading of those
     repos builds from scratch).
     """
     from grader.config import load_config
+    from harness.isolation.records import recover
     from harness.runtimes.docker import DockerRuntime, cleanup_stale
     from harness.runtimes.docker_cache import prune_build_cache
 
+    recovered = recover()
+    for item in recovered:
+        out.print(f"local: {item['name']}: ended {', '.join(item['ended']) or 'nothing (already gone)'}", markup=False)
+    if not recovered:
+        out.print("local: nothing left behind")
     ok, why = DockerRuntime.is_available()
     if not ok:
-        err.print(f"nothing to clean: {why}")
+        out.print(f"docker: nothing to clean ({why})", markup=False)
         return
     import docker
 
     client = docker.from_env()
     removed = cleanup_stale(client)
-    out.print(f"removed: {removed}")
+    out.print(f"docker: removed {removed}")
     if build_cache:
         cache_dir = load_config().local.resolved_cache_dir()
         pruned = prune_build_cache(client, cache_dir, older_than_s=older_than_days * 86400)

@@ -84,6 +84,13 @@ class LocalConfig(_Strict):
     cpu_seconds: int = Field(ge=0)
     max_open_files: int = Field(ge=64)
     cache_dir: str | None = None
+    #: Candidate code runs in a bubblewrap sandbox; False (``--unsafe-local``) runs it unsandboxed.
+    sandbox: bool = True
+    max_processes: int = Field(512, ge=16)
+    tmp_mb: int = Field(1024, ge=16)
+    disk_mb: int = Field(4096, ge=64)
+    file_size_mb: int = Field(2048, ge=1)
+    log_mb: int = Field(64, ge=1)
 
     def resolved_cache_dir(self) -> Path:
         """Where isolated environments and clones are cached between runs."""

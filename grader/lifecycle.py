@@ -72,6 +72,7 @@ class _Run:
     outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     t0: float = field(default_factory=time.monotonic)
+    runtime: Runtime | None = None  # set as soon as it exists: teardown and the report need it
 
     @contextmanager
     def phase(self, name: str, timeout_s: float | None = None) -> Iterator[Deadline]:
@@ -143,8 +144,14 @@ def grade(req: GradeRequest) -> GradeReport:
     run = _Run(req, config, report)
     work = Path(tempfile.mkdtemp(prefix=f"takehome-{run_id}-"))
     if not req.keep:
+        import os
         import shutil
 
+        from harness.isolation import records
+
+        # If this process is SIGKILLed, `takehome cleanup` finds the work dir by this record.
+        records.write({"name": f"grading-{run_id}", "grader_pid": os.getpid(), "work_dir": str(work)})
+        run.cleanup.push("forget the grading record", lambda: records.remove(f"grading-{run_id}"))
         run.cleanup.push("remove work dir", lambda: shutil.rmtree(work, ignore_errors=True))
     else:
         req.progress(f"keeping work dir {work}")
@@ -233,6 +240,7 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
                          config=config, cleanup=run.cleanup, progress=req.progress, candidate_env=candidate_env,
                          keep=req.keep)
     runtime = cls(ctx)
+    run.runtime = runtime
     with run.phase("build", config.timeouts.build):
         if contract.drift.signal == "webhook":
             # Before build: on kind, build() creates the namespace whose network policy and env
@@ -321,6 +329,13 @@ def _teardown(run: _Run, session: GradingSession | None) -> None:
         details={"steps": [{"step": r.description, "ok": r.ok, "seconds": round(r.duration_s, 3),
                             **({"error": r.error} if r.error else {})} for r in records]}))
     run.req.progress(f"✓ teardown ({len(records)} steps, {len(failed)} failed)")
+    if run.runtime is not None:
+        try:
+            run.report.isolation = run.runtime.isolation_info()
+        except Exception as exc:  # noqa: BLE001 - a collector must not lose the report
+            run.report.isolation = {"error": f"isolation facts unavailable: {exc}"}
+        for hit in (run.report.isolation or {}).get("limits_hit", []):
+            run.req.progress(f"! {hit}")
 
 
 def _finish(run: _Run, session: GradingSession | None) -> GradeReport:

@@ -132,6 +132,8 @@ class GradeReport(BaseModel):
     error: str | None = None  # what broke, for broken_submission / grader_error / interrupted
     config_digest: str | None = None
     grader_version: str | None = None
+    #: How candidate code was isolated (sandbox, uid, limits) and every limit it hit.
+    isolation: dict[str, Any] | None = None
 
     def section(self, section_id: str) -> SectionResult | None:
         """The section with this id, if scored."""

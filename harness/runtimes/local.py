@@ -19,9 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+import re
+
 from harness import processes
 from harness.contract import ContractError, LocalRuntime as LocalSection
 from harness.errors import GraderFault, HarnessError, SubmissionError
+from harness.isolation import bwrap
+from harness.isolation.logcap import CappedSink
+from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
 from harness.sandbox import EnvCache, build_env, limits_preexec, requirements_key, scrubbed_env
@@ -87,6 +92,9 @@ class LocalRuntime(Runtime):
         self.repo_dir = ctx.repo_dir.resolve()
         self.logs_dir = ctx.work_dir / "logs"
         self.state_dir = ctx.work_dir / "state"
+        self._sandbox: bwrap.Sandbox | None = None
+        self._sinks: list[CappedSink] = []
+        self.isolation: dict[str, object] = {"sandbox": "bubblewrap" if ctx.config.local.sandbox else "none"}
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -130,11 +138,95 @@ class LocalRuntime(Runtime):
         values.update(extra or {})
         values[processes.RUN_ID_ENV] = self.ctx.run_id  # last: the tag teardown relies on cannot be overridden
         prefix = [str(self._venv / "bin")] if self._venv is not None else []
-        return scrubbed_env(values, prefix, home, tmp)
+        env = scrubbed_env(values, prefix, home, tmp)
+        if self.sandboxed:
+            env.update({"TMPDIR": "/tmp", "USER": "candidate", "LOGNAME": "candidate"})  # the sandbox's own /tmp
+        return env
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether candidate code runs in the bubblewrap sandbox (``local.sandbox``)."""
+        return self.ctx.config.local.sandbox
 
     def _limits(self) -> Callable[[], None]:
+        if self._sandbox is not None:
+            return self._sandbox.preexec()
         cfg = self.ctx.config.local
         return limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files)
+
+    def _sandbox_limits(self) -> bwrap.SandboxLimits:
+        cfg = self.ctx.config.local
+        return bwrap.SandboxLimits(memory_mb=cfg.memory_limit_mb, max_pids=cfg.max_processes,
+                                   cpu_seconds=cfg.cpu_seconds, max_open_files=cfg.max_open_files,
+                                   file_size_mb=cfg.file_size_mb, tmp_mb=cfg.tmp_mb, disk_mb=cfg.disk_mb,
+                                   log_mb=cfg.log_mb)
+
+    def _check_sandbox(self) -> None:
+        """Refuse to run candidate code unsandboxed unless the hiring team said so."""
+        if not self.sandboxed:
+            self.isolation["warning"] = ("graded WITHOUT a sandbox (--unsafe-local): candidate code ran as the "
+                                         "grader's user with a scrubbed environment and per-process rlimits only")
+            self.ctx.progress("warning: " + str(self.isolation["warning"]))
+            return
+        ok, why = bwrap.probe()
+        if not ok:
+            raise GraderFault(f"the local runtime runs candidate code in a bubblewrap sandbox, and it cannot "
+                              f"here: {why}. Fix: {bwrap.install_hint()}.")
+        self.isolation["sandbox_detail"] = why
+
+    def _outbound_ports(self) -> tuple[int, ...]:
+        """Grader ports the candidate must reach (the webhook receiver), from the URLs it is given."""
+        ports = set()
+        for value in self.ctx.candidate_env.values():
+            for match in re.finditer(r"https?://(?:127\.0\.0\.1|localhost):(\d+)", value):
+                ports.add(int(match.group(1)))
+        return tuple(sorted(ports))
+
+    def _ensure_sandbox(self) -> bwrap.Sandbox | None:
+        """The grading's sandbox, started on first use (None when unsandboxed)."""
+        if not self.sandboxed:
+            return None
+        if self._sandbox is None:
+            home, tmp = self._dirs()
+            readonly = [*bwrap.grader_python_dirs(), *([self._venv] if self._venv is not None else [])]
+            self._sandbox = bwrap.Sandbox(
+                name=f"run-{self.ctx.run_id}", writable=[self.repo_dir, home, self.state_dir], readonly=readonly,
+                relays=Relays(inbound=(self._ensure_port(),), outbound=self._outbound_ports()),
+                limits=self._sandbox_limits(), chdir=self.repo_dir, work_dir=self.ctx.work_dir,
+                progress=self.ctx.progress)
+            self._register_undo()
+            self._sandbox.start()
+            self.ctx.progress(f"sandbox up (uid {self._sandbox.uid}; network: loopback, ports "
+                              f"{', '.join(str(p) for p in (self._port, *self._outbound_ports()))} relayed)")
+        return self._sandbox
+
+    def _register_undo(self) -> None:
+        if not self._undo_registered:
+            self.ctx.cleanup.push(f"local: stop the service of run {self.ctx.run_id}", self.down,
+                                  timeout_s=self.ctx.config.timeouts.teardown)
+            self._undo_registered = True
+
+    def _argv(self, command: str) -> list[str]:
+        argv = ["bash", "-c", command]
+        box = self._ensure_sandbox()
+        return box.wrap(argv, self.repo_dir) if box is not None else argv
+
+    def _sink(self, path: Path) -> CappedSink:
+        sink = CappedSink(path, self.ctx.config.local.log_mb * 2**20)
+        self._sinks.append(sink)
+        return sink
+
+    def isolation_info(self) -> dict[str, object]:
+        """How candidate code was isolated, and every limit it ran into (for the report)."""
+        dropped = {s.path.name: s.dropped for s in self._sinks if s.dropped}
+        info = dict(self.isolation)
+        if dropped:
+            info["output_dropped_bytes"] = dropped
+            hits = list(info.get("limits_hit", []))  # type: ignore[call-overload]
+            hits.append(f"log limit hit: {sum(dropped.values()) / 2**20:.1f} MB of output past the "
+                        f"{self.ctx.config.local.log_mb} MB cap per stream was dropped ({', '.join(dropped)})")
+            info["limits_hit"] = hits
+        return info
 
     # --- build --------------------------------------------------------------------------------
 
@@ -151,13 +243,17 @@ class LocalRuntime(Runtime):
 
     def build(self) -> None:
         started = time.monotonic()
+        self._check_sandbox()
         section = self._section()
         requirements = self._requirements_path(section)
         key = requirements_key(self.repo_dir, requirements)
         cache_root = self.ctx.config.local.resolved_cache_dir()
         cache = EnvCache(cache_root / "envs", key, fallback=self.ctx.work_dir / "venv")
         home, tmp = self._dirs()
-        env = build_env({"PIP_CACHE_DIR": str(cache_root / "pip")}, [], home, tmp)
+        # Sandboxed, pip gets a private cache: a shared one would let one candidate's setup.py
+        # plant wheels that another candidate's install then trusts.
+        pip_cache = tmp / "pip-cache" if self.sandboxed else cache_root / "pip"
+        env = build_env({"PIP_CACHE_DIR": str(pip_cache)}, [], home, tmp)
         log_path = self.logs_dir / "build.log"
         deadline = started + self.ctx.config.timeouts.build
 
@@ -183,16 +279,50 @@ class LocalRuntime(Runtime):
         for what, blame, argv in steps:
             with open(log_path, "ab") as log:
                 log.write(f"$ {' '.join(argv)}\n".encode())
-                log.flush()
-                try:
-                    code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=env, stdout=log,
-                                               stderr=subprocess.STDOUT, timeout_s=deadline - time.monotonic())
-                except OSError as exc:
-                    raise GraderFault(f"could not {what}: {exc}", command=" ".join(argv)) from None
+            box = None
+            if blame is SubmissionError and self.sandboxed:
+                box = self._build_sandbox(venv, env)
+                argv = box.wrap(argv, self.repo_dir)
+            sink = self._sink(log_path)
+            try:
+                code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=env, stdout=sink.fd, stderr=sink.fd,
+                                           timeout_s=deadline - time.monotonic(),
+                                           preexec=box.preexec() if box is not None else None)
+            except OSError as exc:
+                raise GraderFault(f"could not {what}: {exc}", command=" ".join(argv)) from None
+            finally:
+                sink.wait()
+                if box is not None:
+                    self._stop_build_sandbox(box, venv)
             if code != 0:
                 why = "it timed out (timeouts.build)" if stop else f"it exited with code {code}"
                 raise blame(f"could not {what}: {why}; the end of its log follows",
                             details=clip(read_tail(log_path, 64_000), 8000), command=" ".join(argv))
+
+    def _build_sandbox(self, venv: Path, env: dict[str, str]) -> bwrap.Sandbox:
+        """A sandbox for the dependency install: the package index is reachable (host network),
+        the venv, the checkout and the scratch dirs are writable, nothing else of the machine is."""
+        home, tmp = self._dirs()
+        env["TMPDIR"] = str(tmp)  # pip unpacks large wheels: the work dir, not the small tmpfs
+        readonly = [*bwrap.grader_python_dirs()]
+        for name in ("PIP_CONFIG_FILE", "PIP_CONSTRAINT", "PIP_CERT", "PIP_FIND_LINKS", "SSL_CERT_FILE",
+                     "REQUESTS_CA_BUNDLE", "SSL_CERT_DIR"):
+            for part in env.get(name, "").split():
+                if part.startswith("/") and Path(part).exists():
+                    readonly.append(Path(part))
+        box = bwrap.Sandbox(name=f"build-{self.ctx.run_id}", writable=[venv, self.repo_dir, home, tmp],
+                            readonly=readonly, network=True, limits=self._sandbox_limits(), chdir=self.repo_dir,
+                            work_dir=None, progress=self.ctx.progress)
+        box.start()
+        return box
+
+    def _stop_build_sandbox(self, box: bwrap.Sandbox, venv: Path) -> None:
+        teardown = box.stop()
+        hits = box.limits_hit(teardown.get("usage", {}))  # type: ignore[arg-type]
+        if hits:
+            self.isolation["build_limits_hit"] = hits
+        if box.as_root:
+            bwrap._chown_tree(venv, 0, 0)  # the env is the grader's again: read-only to every sandbox
 
     # --- service ------------------------------------------------------------------------------
 
@@ -202,17 +332,17 @@ class LocalRuntime(Runtime):
         section = self._section()
         env = self.candidate_env()
         service_log = self.logs_dir / "service.log"
+        self._register_undo()
+        argv = self._argv(section.start)
+        sink = self._sink(service_log)
         try:
-            with open(service_log, "ab") as log:
-                self._proc = subprocess.Popen(["bash", "-c", section.start], cwd=self.repo_dir, env=env,
-                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True, preexec_fn=self._limits())
+            self._proc = subprocess.Popen(argv, cwd=self.repo_dir, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=sink.fd, stderr=sink.fd, start_new_session=True,
+                                          preexec_fn=self._limits())
         except OSError as exc:
             raise GraderFault(f"could not start bash: {exc}", command=section.start) from None
-        if not self._undo_registered:
-            self.ctx.cleanup.push(f"local: stop the service of run {self.ctx.run_id}", self.down,
-                                  timeout_s=self.ctx.config.timeouts.teardown)
-            self._undo_registered = True
+        finally:
+            sink.child_started()
         self.ctx.progress(f"started the service (pid {self._proc.pid}) on port {self._port}")
         deadline = time.monotonic() + START_GRACE_S
         while time.monotonic() < deadline and self._proc.poll() is None:
@@ -220,7 +350,7 @@ class LocalRuntime(Runtime):
         code = self._proc.poll()
         if code is None:
             return
-        if code == 0 and processes.find_tagged(self.ctx.run_id):
+        if code == 0 and self._candidate_processes():
             self.ctx.progress("the start command returned; the server it started keeps running")
             return
         tail = read_tail(service_log, 4000) or "(the service wrote nothing)"
@@ -243,9 +373,14 @@ class LocalRuntime(Runtime):
             stem = self.ctx.work_dir / "commands" / f"{next(self._seq):03d}-{safe_name}"
             stem.parent.mkdir(parents=True, exist_ok=True)
             out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
-            with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                code, stop = spawn_bounded(["bash", "-c", command], cwd=self.repo_dir, env=proc_env,
-                                           timeout_s=timeout_s, stdout=out, stderr=err, preexec=self._limits())
+            argv = self._argv(command)
+            out, err = self._sink(out_path), self._sink(err_path)
+            try:
+                code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=proc_env, timeout_s=timeout_s,
+                                           stdout=out.fd, stderr=err.fd, preexec=self._limits())
+            finally:
+                out.wait()
+                err.wait()
             result = CommandResult(name, command, code, read_clipped(out_path, 20_000),
                                    read_clipped(err_path, 20_000), time.monotonic() - started, stop is not None)
         except Exception as exc:  # noqa: BLE001 - run_command reports failures, it never raises
@@ -255,10 +390,16 @@ class LocalRuntime(Runtime):
         return result
 
 
+    def _candidate_processes(self) -> list:
+        """The candidate's live processes: the sandbox's members, or (unsandboxed) those tagged with the run id."""
+        if self._sandbox is not None:
+            return self._sandbox.members()
+        return processes.find_tagged(self.ctx.run_id)
+
     def alive(self) -> bool:
         if self._proc is not None and self._proc.poll() is None:
             return True
-        return bool(processes.find_tagged(self.ctx.run_id))  # the candidate may have restarted its server
+        return bool(self._candidate_processes())  # the candidate may have restarted its server
 
     # --- logs and diagnostics -----------------------------------------------------------------
 
@@ -296,7 +437,7 @@ class LocalRuntime(Runtime):
         return "\n".join(parts)
 
     def diagnostics(self) -> dict[str, str]:
-        rows = [processes.describe(p) for p in processes.find_tagged(self.ctx.run_id)]
+        rows = [processes.describe(p) for p in self._candidate_processes()]
         table = "\n".join(f"{r['pid']:>7} {r.get('ppid', '?'):>7} {r.get('status', '?'):<9} "
                           f"{r.get('rss_mb', '?'):>8} MB  {r.get('cmdline', '')}" for r in rows)
         port = self._port
@@ -326,6 +467,9 @@ class LocalRuntime(Runtime):
             self._lock.release()
 
     def _down_locked(self) -> None:
+        if self._sandbox is not None:
+            self._down_sandbox()
+            return
         started = time.monotonic()
         killed: list[dict[str, object]] = []
         if self._proc is not None:
@@ -348,3 +492,31 @@ class LocalRuntime(Runtime):
         info["killed"] = [*info["killed"], *killed]  # type: ignore[misc]
         info["survivors"] = [processes.describe(p) for p in processes.find_tagged(self.ctx.run_id)]
         info["seconds"] = round(time.monotonic() - started, 2)
+
+    def _down_sandbox(self) -> None:
+        """End the sandbox (every process in its PID namespace) and record what it used and hit."""
+        assert self._sandbox is not None
+        started = time.monotonic()
+        result = self._sandbox.stop(TERM_GRACE_S)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        for sink in self._sinks:
+            sink.wait(0.5)
+        info = self.teardown_info
+        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        info["killed"] = [*info["killed"], *result["killed"]]  # type: ignore[misc]
+        info["survivors"] = result["survivors"]
+        info["seconds"] = round(time.monotonic() - started, 2)
+        usage = result.get("usage") or {}
+        self.isolation["usage"] = usage
+        self.isolation["uid"] = self._sandbox.uid
+        self.isolation["disk_growth_peak_mb"] = self._sandbox.disk_peak_mb
+        hits = [*self.isolation.get("build_limits_hit", []), *self._sandbox.limits_hit(usage)]  # type: ignore[misc]
+        notes = [e for e in self._sandbox.events if "hit" not in e]
+        if hits:
+            self.isolation["limits_hit"] = hits
+        if notes:
+            self.isolation["notes"] = notes
