@@ -124,6 +124,10 @@ class Runtime(ABC):
     def diagnostics(self) -> dict[str, str]:
         """Collectors for a failure report: e.g. process table, container inspect, pod events."""
 
+    def isolation_info(self) -> dict[str, object]:
+        """How candidate code was isolated and which limits it hit (for the report)."""
+        return {"sandbox": self.name}
+
     @abstractmethod
     def down(self) -> None:
         """Stop and remove everything this runtime started. Idempotent; safe after a partial ``up``."""
