@@ -12,7 +12,7 @@ CONFIG ?=
 MIN_SCORE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup artifacts assignment grade demo test bench clean calibrate
+.PHONY: help setup sandbox-tools artifacts assignment grade demo test bench clean calibrate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,9 +24,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,torch]'
 	@touch $@
 
-setup: $(VENV)/.installed  ## create .venv and install the kit
+setup: $(VENV)/.installed sandbox-tools  ## create .venv and install the kit
 
-build/artifacts/manifest.json: $(VENV)/.installed
+# The local runtime sandboxes candidate code with bubblewrap; as root this installs it from Debian,
+# otherwise it says how (and `make demo` still grades its own bundled candidate without a sandbox).
+sandbox-tools:
+	@bash .ci/install-sandbox.sh || echo "note: no sandbox tools; the local runtime will refuse candidates' code until they are installed"
+
+build/artifacts/manifest.json: $(VENV)/.installed | sandbox-tools
 	$(PY) -m reference_model.build --out build/artifacts
 
 artifacts: build/artifacts/manifest.json  ## build the reference dataset, models (v1, v2; sklearn and torch), profile, manifest

@@ -217,14 +217,28 @@ def test_run_command_ok_failing_and_timeout(make_runtime: MakeRuntime) -> None:
     assert "deployed v2" in log and "nope" in log and "timed out" in log
 
 
-def test_down_kills_double_forked_daemon_and_is_idempotent(make_runtime: MakeRuntime) -> None:
-    runtime = make_runtime()
+def _host_pid_of(runtime: LocalRuntime, needle: str) -> int:
+    """The host pid of the candidate process whose command line contains ``needle`` (in the
+    sandbox, pids the candidate writes down are its PID namespace's, not the host's)."""
+    for proc in runtime._candidate_processes():
+        if needle in " ".join(proc.cmdline()):
+            return proc.pid
+    pytest.fail(f"no candidate process runs {needle!r}: {runtime.diagnostics()['processes']}")
+
+
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandboxed", "unsafe-local"])
+def test_down_kills_double_forked_daemon_and_is_idempotent(make_runtime: MakeRuntime, shared_config: GraderConfig,
+                                                           sandbox: bool) -> None:
+    config = shared_config.model_copy(update={"local": shared_config.local.model_copy(update={"sandbox": sandbox})})
+    runtime = make_runtime(config=config)
     runtime.build()
     runtime.up()
     wait_ready(runtime)
     result = runtime.run_command("daemon", "bash daemon.sh", timeout_s=20)
     assert result.ok, result.evidence()
-    daemon_pid = int((runtime.ctx.work_dir / "state" / "daemon.pid").read_text())
+    daemon_pid = _host_pid_of(runtime, "sleep 600")
+    if not sandbox:  # unsandboxed, the pid it wrote down is the host's
+        assert daemon_pid == int((runtime.ctx.work_dir / "state" / "daemon.pid").read_text())
     service_pid = runtime._proc.pid  # type: ignore[union-attr]
     assert not gone(daemon_pid)
     assert os.getpgid(daemon_pid) != os.getpgid(service_pid)  # it really left the service's group
@@ -232,8 +246,9 @@ def test_down_kills_double_forked_daemon_and_is_idempotent(make_runtime: MakeRun
 
     runtime.down()
     assert gone(daemon_pid) and gone(service_pid)
-    killed = {k["pid"] for k in runtime.teardown_info["killed"]}  # type: ignore[union-attr]
-    assert {daemon_pid, service_pid} <= killed
+    if not sandbox:  # the sandbox ends its PID namespace instead of signalling one by one
+        killed = {k["pid"] for k in runtime.teardown_info["killed"]}  # type: ignore[union-attr]
+        assert {daemon_pid, service_pid} <= killed
     assert not runtime.alive()
     runtime.down()  # a second time: harmless
     assert runtime.teardown_info["calls"] == 2 and runtime.teardown_info["survivors"] == []

@@ -270,9 +270,36 @@ def header_facts(report: GradeReport) -> list[tuple[str, str]]:
              ("Duration", duration(report.duration_s)), ("Started", clean(report.started_at))]
     if cand.framework or cand.flavor:
         facts.insert(4, ("Framework", clean(" / ".join(x for x in (cand.framework, cand.flavor) if x))))
+    iso = isolation_summary(report)
+    if iso:
+        facts.append(("Isolation", iso))
+    hits = (report.isolation or {}).get("limits_hit") or []
+    if hits:
+        facts.append(("Limits hit", clean("; ".join(str(h) for h in hits))))
     if report.grader_version:
         facts.append(("Grader", clean(report.grader_version)))
     return facts
+
+
+def isolation_summary(report: GradeReport) -> str:
+    """One line: how the candidate's code was isolated (and a warning when it was not)."""
+    iso = report.isolation or {}
+    kind = iso.get("sandbox")
+    if not kind:
+        return ""
+    if kind == "none":
+        return "⚠️ NOT sandboxed (--unsafe-local): " + clean(str(iso.get("warning", "")))
+    if kind == "bubblewrap":
+        usage = iso.get("usage") or {}
+        bits = ["bubblewrap sandbox (own mount, PID and network namespaces"
+                + (f", uid {iso['uid']}" if iso.get("uid") else "") + ")"]
+        if usage.get("memory_peak_mb") is not None:
+            bits.append(f"peak {usage['memory_peak_mb']} of {usage.get('memory_limit_mb')} MB, "
+                        f"{usage.get('pids_peak')} of {usage.get('max_pids')} processes")
+        elif usage.get("why_not"):
+            bits.append("no aggregate limits: " + clean(str(usage["why_not"])))
+        return "; ".join(bits)
+    return clean(str(kind))
 
 
 def what_went_wrong(report: GradeReport) -> str:

@@ -310,7 +310,8 @@ class Sandbox:
             try:
                 init = psutil.Process(self._init_pid)
                 pids.add(init.pid)
-                shell = [c for c in init.children() if c.create_time() <= (self._init_ctime or 0) + 2]
+                payload = ["/bin/sh", "-c", self.relays.inside_script()]
+                shell = [c for c in init.children() if c.cmdline() == payload]
                 for child in shell:  # the payload shell and its socat listeners (not their per-connection forks)
                     pids.add(child.pid)
                     pids.update(c.pid for c in child.children() if c.name() == "socat")
@@ -332,6 +333,8 @@ class Sandbox:
                     continue
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
+                if self.as_root and proc.uids().real != self.uid:
+                    continue  # uid 0 in the sandbox is its own init and relays: the candidate cannot be uid 0
                 if proc.name() == "socat" and proc.ppid() in infra:
                     continue  # a relay's connection handler
                 found.append(proc)
