@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_time_s": round(wall, 1), "graded": len({j.candidate for j in jobs if j.report is not None}),
             "gradings": graded, "grader_version": GRADER_VERSION,
             "config_digest": first.config_digest if first is not None else config.digest(),
-            "scenario_seed": list(config.seed()), "tolerance": expected.tolerance, "skipped": skipped}
+            "seed": config.seed_provenance(), "tolerance": expected.tolerance, "skipped": skipped}
     ok = all(r.ok for r in rows)
     runs = {name: [{"run": j.run or 1, "seconds": j.seconds, "report_dir": str(j.out_dir),
                     "error": j.error,

@@ -19,6 +19,21 @@ DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 SEED_ENV = "TAKEHOME_SCENARIO_SEED"
 #: Used only when the hiring team set no seed; the report says so.
 FALLBACK_SEED = 7_700_417
+#: Where a run's scenario seed came from, as :meth:`GraderConfig.seed` and reports name it.
+SeedSource = Literal["environment", "config", "built-in default"]
+_SEED_SALT = b"takehome scenario seed fingerprint v1"
+
+
+def seed_fingerprint(seed: int) -> str:
+    """A short, stable tag of ``seed`` that tells two runs' seeds apart without revealing either.
+
+    Never a plain hash: a seed is an integer a person picked, and sha256 of every integer up to
+    2**32 takes minutes, so scrypt (about 16 MB and tens of ms per try) makes guessing expensive.
+    A seed of a few digits can still be guessed from it: use a large random one
+    (``python -c 'import secrets; print(secrets.randbits(62))'``).
+    """
+    key = hashlib.scrypt(str(int(seed)).encode(), salt=_SEED_SALT, n=2**14, r=8, p=1, dklen=16)
+    return key.hex()[:12]
 
 
 class ConfigError(Exception):
@@ -154,21 +169,32 @@ class GraderConfig(_Strict):
     def max_score(self) -> float:
         return sum(s.max_points for s in self.rubric.values())
 
-    def seed(self) -> tuple[int, str]:
-        """The scenario seed and where it came from ("environment", "config" or "built-in default")."""
+    def seed(self) -> tuple[int, SeedSource]:
+        """The scenario seed and where it came from ("environment", "config" or "built-in default").
+
+        The value is secret: it goes to the traffic generators only. Reports get
+        :meth:`seed_provenance`."""
         env = os.environ.get(SEED_ENV)
         if env:
             try:
                 return int(env), "environment"
-            except ValueError:
-                raise ConfigError(f"${SEED_ENV} must be an integer, got {env!r}") from None
+            except ValueError:  # the value itself is not echoed: it may be the seed with a typo
+                raise ConfigError(f"${SEED_ENV} must be an integer (it is set, to something else)") from None
         if self.scenario_seed is not None:
             return self.scenario_seed, "config"
         return FALLBACK_SEED, "built-in default"
 
+    def seed_provenance(self) -> dict[str, str]:
+        """What a report may say about the seed: ``{"source": ..., "fingerprint": ...}``, never the value."""
+        seed, source = self.seed()
+        return {"source": source, "fingerprint": seed_fingerprint(seed)}
+
     def digest(self) -> str:
-        """A short hash of the effective configuration, recorded in every report."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """A short hash of the effective configuration, recorded in every report.
+
+        The seed is left out: a hash of a config whose other values are public would let anyone try
+        every seed against it (the report has :meth:`seed_provenance` for that)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"scenario_seed"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -140,7 +140,7 @@ def grade(req: GradeRequest) -> GradeReport:
     seed, seed_source = config.seed()
     run_id = uuid.uuid4().hex[:12]
     report = GradeReport(run_id=run_id, runtime=req.runtime, candidate=CandidateInfo(repo=req.repo),
-                         config_digest=config.digest(), grader_version=GRADER_VERSION)
+                         config_digest=config.digest(), seed=config.seed_provenance(), grader_version=GRADER_VERSION)
     run = _Run(req, config, report)
     work = Path(tempfile.mkdtemp(prefix=f"takehome-{run_id}-"))
     if not req.keep:

@@ -111,6 +111,14 @@ class CandidateInfo(BaseModel):
     flavor: str | None = None
 
 
+class SeedInfo(BaseModel):
+    """Which scenario seed a run used, without the seed: where it came from and a fingerprint
+    (``grader.config.seed_fingerprint``) that tells runs with different seeds apart."""
+
+    source: Literal["environment", "config", "built-in default"]
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{12}$")
+
+
 class GradeReport(BaseModel):
     """Everything a grading run produced. Reports in every format are rendered from this alone."""
 
@@ -131,6 +139,7 @@ class GradeReport(BaseModel):
     followups: list[str] = Field(default_factory=list)
     error: str | None = None  # what broke, for broken_submission / grader_error / interrupted
     config_digest: str | None = None
+    seed: SeedInfo | None = None  # the scenario seed's provenance; its value is never recorded
     grader_version: str | None = None
     #: How candidate code was isolated (sandbox, uid, limits) and every limit it hit.
     isolation: dict[str, Any] | None = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -103,3 +106,35 @@ def test_seed_from_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config(overrides={"scenario_seed": 99}).seed() == (1234, "environment")
     monkeypatch.delenv("TAKEHOME_SCENARIO_SEED")
     assert load_config(overrides={"scenario_seed": 99}).seed() == (99, "config")
+
+
+def test_reports_get_the_seeds_provenance_and_fingerprint_never_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader.config import FALLBACK_SEED, seed_fingerprint
+
+    secret = 4_611_686_018_427_387_903
+    monkeypatch.delenv("TAKEHOME_SCENARIO_SEED", raising=False)
+    assert load_config().seed_provenance() == {"source": "built-in default",
+                                               "fingerprint": seed_fingerprint(FALLBACK_SEED)}
+    from_config = load_config(overrides={"scenario_seed": secret}).seed_provenance()
+    assert from_config["source"] == "config" and str(secret) not in json.dumps(from_config)
+    monkeypatch.setenv("TAKEHOME_SCENARIO_SEED", str(secret))
+    from_env = load_config(overrides={"scenario_seed": 99}).seed_provenance()
+    assert from_env == {"source": "environment", "fingerprint": from_config["fingerprint"]}  # same seed, same tag
+    assert re.fullmatch(r"[0-9a-f]{12}", from_env["fingerprint"])
+    assert len({seed_fingerprint(s) for s in range(20)}) == 20
+    # Not a plain hash of the seed, which anyone could recompute for every small integer.
+    assert all(from_env["fingerprint"] not in hashlib.new(algo, str(secret).encode()).hexdigest()
+               for algo in ("sha256", "sha1", "md5", "blake2b"))
+
+
+def test_config_digest_leaves_the_seed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAKEHOME_SCENARIO_SEED", raising=False)
+    assert load_config(overrides={"scenario_seed": 1}).digest() == load_config(overrides={"scenario_seed": 2}).digest()
+    assert load_config().digest() != load_config(overrides={"traffic": {"baseline_rows": 999}}).digest()
+
+
+def test_a_malformed_seed_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAKEHOME_SCENARIO_SEED", "98765x")
+    with pytest.raises(ConfigError, match="TAKEHOME_SCENARIO_SEED") as info:
+        load_config().seed()
+    assert "98765" not in str(info.value)

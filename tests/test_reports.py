@@ -455,3 +455,31 @@ def test_write_reports_subset_and_unknown_format(tmp_path: Path) -> None:
     assert list(paths) == ["junit"] and [p.name for p in tmp_path.iterdir()] == ["junit.xml"]
     with pytest.raises(ValueError, match="unknown report format"):
         write_reports(full_report(), tmp_path, formats=["pdf"])
+
+
+def test_a_graded_report_names_the_seeds_source_never_its_value(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through grade(): a run (here one that stops at the contract) and every report
+    format carry the seed's source and fingerprint, and the seed in no spelling."""
+    from grader.config import seed_fingerprint
+    from grader.lifecycle import GradeRequest, grade
+    from grader.reports.write import write_reports
+
+    secret = 8_123_456_789_012_345
+    monkeypatch.setenv("TAKEHOME_SCENARIO_SEED", str(secret))
+    repo = tmp_path / "cand"
+    repo.mkdir()
+    (repo / "app.py").write_text("print('no takehome.yaml here')\n")
+    said: list[str] = []
+    report = grade(GradeRequest(repo=str(repo), progress=said.append))
+    assert report.status == "broken_submission"
+    assert report.seed is not None and report.seed.model_dump() == {"source": "environment",
+                                                                   "fingerprint": seed_fingerprint(secret)}
+    paths = write_reports(report, tmp_path / "out")
+    assert {"json", "markdown", "html", "gradescope"} <= paths.keys()
+    texts = {fmt: path.read_text() for fmt, path in paths.items()}
+    assert json.loads(texts["json"])["seed"]["source"] == "environment"
+    assert seed_fingerprint(secret) in texts["markdown"] and seed_fingerprint(secret) in texts["html"]
+    spellings = {str(secret), f"{secret:_}", f"{secret:,}", f"{secret:x}", str(secret + 1), str(secret + 101)}
+    for fmt, text in [*texts.items(), ("progress", "\n".join(said))]:
+        assert not [s for s in spellings if s in text], fmt

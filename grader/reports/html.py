@@ -187,6 +187,8 @@ def render_html(report: GradeReport) -> str:
         footer += f" · grader {report.grader_version}"
     if report.config_digest:
         footer += f" · config {report.config_digest}"
+    if report.seed:
+        footer += f" · seed {report.seed.source} {report.seed.fingerprint}"
     body = (_header(report) + _alert(report) + _summary_table(report)
             + "".join(_section(report, s) for s in report.sections) + _orphan_plots(report)
             + _phases(report) + _followups(report))

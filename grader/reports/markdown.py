@@ -138,6 +138,8 @@ def _footer(report: GradeReport) -> list[str]:
         bits.append(f"grader {md_text(report.grader_version, 40)}")
     if report.config_digest:
         bits.append(f"config {md_text(report.config_digest, 80)}")
+    if report.seed:
+        bits.append(f"seed {md_text(report.seed.source, 20)} {md_text(report.seed.fingerprint, 12)}")
     return ["---", "<sub>" + " · ".join(bits) + "</sub>", ""]
 
 
