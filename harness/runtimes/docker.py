@@ -144,7 +144,8 @@ class DockerRuntime(Runtime):
 
             try:
                 outcome = docker_build.build_image(self.client.api.api_version, context=context, dockerfile=dockerfile,
-                                          timeout_s=self.ctx.config.timeouts.build, on_line=on_line)
+                                          timeout_s=self.ctx.config.timeouts.build, on_line=on_line,
+                                          memory_mb=self.ctx.config.local.memory_limit_mb)
                 if outcome.error is None and outcome.image_id:
                     self.build_info["candidate_layers_id"] = outcome.image_id  # kept as cache at teardown
                     try:

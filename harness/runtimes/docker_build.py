@@ -94,12 +94,13 @@ class BuildOutcome:
 
 
 def build_image(api_version: str, *, context: Path, dockerfile: Path, timeout_s: float,
-                on_line: Callable[[str], None] = lambda _l: None) -> BuildOutcome:
+                on_line: Callable[[str], None] = lambda _l: None, memory_mb: int = 4096) -> BuildOutcome:
     """Build with the engine's classic builder, streaming the log, cancelled at ``timeout_s``.
 
     The result is untagged and unlabelled on purpose (see :func:`label_image`). ``pull=False``:
     nothing is pulled (no registry may be reachable); ``rm``/``forcerm`` remove intermediate
-    containers even when a step fails. Raises docker errors only for engine faults; a failing
+    containers even when a step fails. Every RUN step's container gets a memory cap of
+    ``memory_mb`` (0 = none), with no swap beyond it: a Dockerfile is candidate code too. Raises docker errors only for engine faults; a failing
     Dockerfile is a BuildOutcome with ``error`` set.
     """
     outcome = BuildOutcome(image_id=None)
@@ -109,8 +110,9 @@ def build_image(api_version: str, *, context: Path, dockerfile: Path, timeout_s:
 
     def consume() -> None:
         try:
+            limits = {"memory": memory_mb * 2**20, "memswap": memory_mb * 2**20} if memory_mb > 0 else None
             stream = api.build(path=str(context), dockerfile=str(dockerfile), rm=True, forcerm=True,
-                               pull=False, decode=True)
+                               pull=False, decode=True, container_limits=limits)
             for chunk in stream:
                 _take_chunk(outcome, chunk, on_line)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
