@@ -130,7 +130,7 @@ def decode_predictions(body: bytes, protocol: Protocol, n_expected: int) -> list
     _check_protocol(protocol)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." from a hostile server
         raise ProtocolError(f"response is not JSON: {_excerpt(body)!r}") from None
     if not isinstance(payload, dict):
         raise ProtocolError(f"response must be a JSON object, got {type(payload).__name__}: {_excerpt(body)}")

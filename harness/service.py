@@ -2,7 +2,8 @@
 
 httpx is used for these low-rate calls; the load phases use the aiohttp open-loop generator.
 No call here raises on an HTTP or network failure: the outcome says what happened, so a check
-can turn it into evidence.
+can turn it into evidence. The service is untrusted, so every call has a total deadline (connect
+to last body byte) and a response-size cap (see ``harness.bounded_http``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from harness.bounded_http import BoundedResponse, bounded_client, bounded_request
 from harness.contract import Serving
+from harness.limits import CONTROL_DEADLINE_S, MAX_RESPONSE_BYTES, READY_PROBE_DEADLINE_S
 from harness.protocol import ProtocolError, decode_predictions, encode_request
 
 
@@ -44,32 +47,46 @@ class HttpOutcome:
         return out
 
 
-class ServiceClient:
-    """Talks to one deployed candidate service over its declared contract."""
+_EXCERPT_BYTES = 400  # bytes of a response body quoted in evidence
 
-    def __init__(self, base_url: str, serving: Serving, timeout_s: float = 5.0) -> None:
+
+class ServiceClient:
+    """Talks to one deployed candidate service over its declared contract.
+
+    ``timeout_s`` is the total deadline of each call (not httpx's per-read timeout), and no
+    response body is buffered beyond ``max_response_bytes``.
+    """
+
+    def __init__(self, base_url: str, serving: Serving, timeout_s: float = CONTROL_DEADLINE_S,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.base_url = base_url.rstrip("/")
         self.serving = serving
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s,
-                                    limits=httpx.Limits(max_connections=8, max_keepalive_connections=4))
+        self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
+        self._client = bounded_client(httpx.Limits(max_connections=8, max_keepalive_connections=4),
+                                      base_url=self.base_url)
 
     def close(self) -> None:
         self._client.close()
 
+    def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
+              timeout_s: float | None) -> BoundedResponse:
+        return bounded_request(self._client, method, path, content=content, headers=headers,
+                               deadline_s=self.timeout_s if timeout_s is None else timeout_s,
+                               max_bytes=self.max_response_bytes)
+
+    @staticmethod
+    def _outcome(method: str, path: str, resp: BoundedResponse, keep_body: bool) -> HttpOutcome:
+        excerpt = resp.body[:_EXCERPT_BYTES].decode("utf-8", "replace")
+        return HttpOutcome(method, path, resp.status, excerpt, resp.elapsed_s * 1000, error=resp.error,
+                           body=resp.body if keep_body and resp.error is None else None)
+
     def request(self, method: str, path: str, *, content: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout_s: float | None = None,
                 keep_body: bool = False) -> HttpOutcome:
-        """Send one request; never raises for HTTP or network errors."""
-        start = time.perf_counter()
-        try:
-            resp = self._client.request(method, path, content=content, headers=headers,
-                                        timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
-            body = resp.content
-            return HttpOutcome(method, path, resp.status_code, body[:400].decode("utf-8", "replace"),
-                               (time.perf_counter() - start) * 1000, body=body if keep_body else None)
-        except httpx.HTTPError as exc:
-            return HttpOutcome(method, path, None, "", (time.perf_counter() - start) * 1000,
-                               error=f"{type(exc).__name__}: {exc}" or type(exc).__name__)
+        """Send one request within ``timeout_s`` (default: the client's); never raises for HTTP or
+        network errors, a slow sender or an oversized answer: ``error`` says which."""
+        return self._outcome(method, path, self._send(method, path, content, headers, timeout_s), keep_body)
 
     def predict(self, rows: list[dict], request_id: str | None = None,
                 timeout_s: float | None = None) -> HttpOutcome:
@@ -77,37 +94,35 @@ class ServiceClient:
         headers = {"Content-Type": "application/json"}
         if request_id:
             headers[self.serving.request_id_header] = request_id
-        body = encode_request(rows, self.serving.protocol)
-        start = time.perf_counter()
-        try:
-            resp = self._client.post(self.serving.predict_path, content=body, headers=headers,
-                                     timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
-        except httpx.HTTPError as exc:
-            return HttpOutcome("POST", self.serving.predict_path, None, "",
-                               (time.perf_counter() - start) * 1000, error=f"{type(exc).__name__}: {exc}")
-        out = HttpOutcome("POST", self.serving.predict_path, resp.status_code,
-                          resp.content[:400].decode("utf-8", "replace"), (time.perf_counter() - start) * 1000)
+        path = self.serving.predict_path
+        resp = self._send("POST", path, encode_request(rows, self.serving.protocol), headers, timeout_s)
+        out = self._outcome("POST", path, resp, keep_body=False)
         if out.ok:
             try:
-                out.predictions = decode_predictions(resp.content, self.serving.protocol, len(rows))
+                out.predictions = decode_predictions(resp.body, self.serving.protocol, len(rows))
             except ProtocolError as exc:
                 out.error = f"response does not follow the {self.serving.protocol} protocol: {exc}"
         return out
 
-    def ready(self, timeout_s: float = 2.0) -> HttpOutcome:
-        """GET the ready path."""
+    def ready(self, timeout_s: float = READY_PROBE_DEADLINE_S) -> HttpOutcome:
+        """GET the ready path within ``timeout_s``."""
         return self.request("GET", self.serving.ready_path, timeout_s=timeout_s)
 
-    def wait_ready(self, deadline_s: float, alive: Callable[[], bool] = lambda: True, interval_s: float = 0.25) -> HttpOutcome:
-        """Poll the ready path until 200, the deadline, or the service dies. Returns the last outcome."""
+    def wait_ready(self, deadline_s: float, alive: Callable[[], bool] = lambda: True, interval_s: float = 0.25,
+                   probe_s: float = READY_PROBE_DEADLINE_S) -> HttpOutcome:
+        """Poll the ready path until 200, the deadline, or the service dies. Returns the last outcome.
+
+        Returns within ``deadline_s`` (plus a few milliseconds) even when a probe is slow: each
+        probe gets at most what is left of the deadline.
+        """
         end = time.monotonic() + deadline_s
         last = HttpOutcome("GET", self.serving.ready_path, None, "", 0.0, error="not polled")
-        while time.monotonic() < end:
-            last = self.ready()
+        while (left := end - time.monotonic()) > 0:
+            last = self.ready(timeout_s=min(probe_s, left))
             if last.ok:
                 return last
             if not alive():
                 last.error = (last.error or "") + " (the service process exited)"
                 return last
-            time.sleep(interval_s)
+            time.sleep(max(0.0, min(interval_s, end - time.monotonic())))
         return last

@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 
+from harness.bounded_http import BoundedResponse, bounded_client, bounded_request
+from harness.limits import MAX_RESPONSE_BYTES
+
 _RAW_TEXT_LIMIT = 2000  # characters of a response body kept in a reading
 
 
@@ -89,28 +92,36 @@ class DriftObserver(ABC):
 
 
 class HttpPollingObserver(DriftObserver):
-    """An observer that GETs one URL per poll over a reused connection (HTTP flag, Prometheus text)."""
+    """An observer that GETs one URL per poll over a reused connection (HTTP flag, Prometheus text).
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    ``timeout_s`` is the total deadline of one read, and no more than ``max_bytes`` of an answer
+    is buffered: the endpoint is the candidate's, so a slow or huge answer is an unreadable signal.
+    """
+
+    def __init__(self, url: str, timeout_s: float, max_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
         self._client: httpx.Client | None = None
 
     def start(self) -> None:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_s)
+            self._client = bounded_client(httpx.Limits(max_connections=2, max_keepalive_connections=1))
 
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
-    def fetch(self, headers: dict[str, str] | None = None) -> tuple[httpx.Response | None, DriftReading | None]:
-        """GET the URL: (response, None), or (None, a failed reading saying why). Polling without
-        start() is allowed: the client is opened lazily."""
+    def fetch(self, headers: dict[str, str] | None = None) -> tuple[BoundedResponse | None, DriftReading | None]:
+        """GET the URL: (response, None), or (None, a failed reading saying why). A response that
+        broke the deadline or the size cap is a failed reading. Polling without start() is
+        allowed: the client is opened lazily."""
         self.start()
         assert self._client is not None
-        try:
-            return self._client.get(self.url, headers=headers or {}), None
-        except httpx.HTTPError as exc:
-            return None, DriftReading.failed(f"GET {self.url} failed: {type(exc).__name__}: {exc}")
+        resp = bounded_request(self._client, "GET", self.url, headers=headers, deadline_s=self.timeout_s,
+                               max_bytes=self.max_bytes)
+        if resp.error is not None:
+            raw = {"status": resp.status, "body": excerpt(resp.text, 500)} if resp.status is not None else None
+            return None, DriftReading.failed(f"GET {self.url} failed: {resp.error}", raw)
+        return resp, None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from harness.contract import DriftSignal
+from harness.limits import DRIFT_READ_DEADLINE_S
 from harness.observers.base import DriftObserver
 from harness.observers.http_signal import HttpDriftObserver
 from harness.observers.prometheus_signal import PrometheusDriftObserver
 from harness.observers.webhook import WebhookObserver, WebhookReceiver
 
-#: Seconds a drift read may take before it counts as unreadable (stated in CONTRACT.md).
-READ_TIMEOUT_S = 2.0
+#: Seconds a drift read may take, in total, before it counts as unreadable (stated in CONTRACT.md).
+READ_TIMEOUT_S = DRIFT_READ_DEADLINE_S
 
 
 def make_observer(drift: DriftSignal, base_url: str, metrics_path: str | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
+from harness.limits import DRIFT_READ_DEADLINE_S
 from harness.observers.base import DriftReading, HttpPollingObserver, as_flag, excerpt
 
 _MISSING = object()
@@ -63,7 +63,7 @@ class HttpDriftObserver(HttpPollingObserver):
     """GET ``base_url + http_path``; firing when ``drift_field`` is truthy."""
 
     def __init__(self, base_url: str, http_path: str, drift_field: str = "drift",
-                 features_field: str = "features", timeout_s: float = 2.0) -> None:
+                 features_field: str = "features", timeout_s: float = DRIFT_READ_DEADLINE_S) -> None:
         super().__init__(base_url.rstrip("/") + http_path, timeout_s)
         self.drift_field = drift_field
         self.features_field = features_field
@@ -76,12 +76,12 @@ class HttpDriftObserver(HttpPollingObserver):
         if failed is not None:
             return failed
         body = resp.text
-        raw: dict[str, Any] = {"status": resp.status_code, "body": excerpt(body)}
-        if resp.status_code != 200:
-            return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status_code}", raw)
+        raw: dict[str, Any] = {"status": resp.status, "body": excerpt(body)}
+        if resp.status != 200:
+            return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status}", raw)
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             return DriftReading.failed(f"GET {self.url} did not return JSON", raw)
         if not isinstance(payload, dict):
             return DriftReading.failed(f"GET {self.url} returned JSON {type(payload).__name__}, expected an object",

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.limits import DRIFT_READ_DEADLINE_S
 from harness.observers.base import DriftReading, HttpPollingObserver, excerpt
 
 _MAX_SAMPLES_KEPT = 20  # samples of the metric quoted in a reading
@@ -58,7 +59,7 @@ class PrometheusDriftObserver(HttpPollingObserver):
     """Scrape ``base_url + metrics_path`` and read ``metric``."""
 
     def __init__(self, base_url: str, metrics_path: str, metric: str, feature_label: str = "feature",
-                 timeout_s: float = 2.0) -> None:
+                 timeout_s: float = DRIFT_READ_DEADLINE_S) -> None:
         super().__init__(base_url.rstrip("/") + metrics_path, timeout_s)
         self.metric = metric
         self.feature_label = feature_label
@@ -70,13 +71,13 @@ class PrometheusDriftObserver(HttpPollingObserver):
         resp, failed = self.fetch()
         if failed is not None:
             return failed
-        if resp.status_code != 200:
-            return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status_code}",
-                                       {"status": resp.status_code, "body": excerpt(resp.text)})
+        if resp.status != 200:
+            return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status}",
+                                       {"status": resp.status, "body": excerpt(resp.text)})
         try:
             firing, features, raw = read_metric(resp.text, self.metric, self.feature_label)
         except Exception as exc:  # noqa: BLE001 - the parser raises assorted errors on malformed text
             return DriftReading.failed(f"{self.url} is not Prometheus exposition text: {exc}",
-                                       {"status": resp.status_code, "body": excerpt(resp.text, 500)})
-        raw["status"] = resp.status_code
+                                       {"status": resp.status, "body": excerpt(resp.text, 500)})
+        raw["status"] = resp.status
         return DriftReading(firing=firing, features=features, ok=True, raw=raw)

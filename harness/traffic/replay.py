@@ -7,7 +7,9 @@ request id (``<prefix>-<n>``) so a failed request can be found in the candidate'
 
 A replayer never raises because of the server: HTTP errors, timeouts and refused connections are
 counted in ``ReplayStats`` (with the first error quoted as evidence), because a candidate that
-fails some requests must still get a drift verdict for the rows that did arrive.
+fails some requests must still get a drift verdict for the rows that did arrive. Each request
+has a total deadline and its answer a size cap (``harness.bounded_http``): a stalled or flooding
+server costs one failed request, not a hung phase or the grader's memory.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from harness.bounded_http import bounded_client, bounded_request
+from harness.limits import MAX_LOAD_RESPONSE_BYTES, REPLAY_DEADLINE_S
 from harness.protocol import CONTENT_TYPE, Protocol, encode_request
 
 _BODY_EXCERPT = 300  # characters of an error response kept as evidence
@@ -89,7 +93,8 @@ class Replayer:
         request_id_header: str = "X-Request-ID",
         request_id_prefix: str = "takehome",
         concurrency: int = 4,
-        timeout_s: float = 10.0,
+        timeout_s: float = REPLAY_DEADLINE_S,
+        max_response_bytes: int = MAX_LOAD_RESPONSE_BYTES,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -98,11 +103,13 @@ class Replayer:
         self.request_id_header = request_id_header
         self.request_id_prefix = request_id_prefix
         self.concurrency = concurrency
+        self.timeout_s = timeout_s  # total, per request
+        self.max_response_bytes = max_response_bytes
         self._counter = itertools.count(1)
         self._counter_lock = threading.Lock()  # ids must stay unique across concurrent send() calls
         # One connection per worker: keep-alive reuse without opening a socket per request.
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._client = httpx.Client(timeout=timeout_s, limits=limits, headers={"Content-Type": CONTENT_TYPE})
+        self._client = bounded_client(limits, headers={"Content-Type": CONTENT_TYPE})
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay")
         self._closed = False
 
@@ -111,26 +118,20 @@ class Replayer:
             return f"{self.request_id_prefix}-{next(self._counter)}"
 
     def _post(self, request_id: str, body: bytes, n_rows: int) -> _Outcome:
-        try:
-            resp = self._client.post(self.url, content=body, headers={self.request_id_header: request_id})
-        except httpx.TimeoutException as exc:
-            return self._failure(request_id, n_rows, "timeout", exc)
-        except httpx.ConnectError as exc:
-            return self._failure(request_id, n_rows, "connect_error", exc)
-        except Exception as exc:  # noqa: BLE001 - any transport failure is the server's, counted not raised
-            return self._failure(request_id, n_rows, type(exc).__name__, exc)
-        ok = 200 <= resp.status_code < 300
+        resp = bounded_request(self._client, "POST", self.url, content=body,
+                               headers={self.request_id_header: request_id},
+                               deadline_s=self.timeout_s, max_bytes=self.max_response_bytes)
+        if resp.error is not None:  # kind: "timeout", "connect_error", "too_large" or an exception name
+            return _Outcome(request_id, n_rows, resp.kind or "error", False,
+                            {"request_id": request_id, "status": resp.status,
+                             "body": resp.body[:_BODY_EXCERPT].decode("utf-8", "replace") or None,
+                             "error": resp.error[:_BODY_EXCERPT]})
+        ok = 200 <= resp.status < 300 if resp.status is not None else False
         error = None
         if not ok:
-            error = {"request_id": request_id, "status": resp.status_code,
-                     "body": resp.text[:_BODY_EXCERPT], "error": None}
-        return _Outcome(request_id, n_rows, str(resp.status_code), ok, error)
-
-    @staticmethod
-    def _failure(request_id: str, n_rows: int, kind: str, exc: Exception) -> _Outcome:
-        message = f"{type(exc).__name__}: {exc}"[:_BODY_EXCERPT]
-        return _Outcome(request_id, n_rows, kind, False,
-                        {"request_id": request_id, "status": None, "body": None, "error": message})
+            error = {"request_id": request_id, "status": resp.status,
+                     "body": resp.body[:_BODY_EXCERPT].decode("utf-8", "replace"), "error": None}
+        return _Outcome(request_id, n_rows, str(resp.status), ok, error)
 
     def send(self, rows: list[dict[str, Any]], rows_per_request: int = 10) -> ReplayStats:
         """Send ``rows`` in chunks of ``rows_per_request``; wait for all answers; return the counts.
