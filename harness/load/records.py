@@ -11,6 +11,11 @@ ERR_ABANDONED = "client: abandoned at stop"
 ERR_CLIENT_PREFIX = "client:"
 
 
+def err_too_large(cap: str) -> str:
+    """Error of a reply whose body is over the run's size cap (``cap`` as "1 MiB"): the server's fault."""
+    return f"response exceeded {cap} cap"
+
+
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     """One request to send: ``path`` is appended to the run's base URL."""

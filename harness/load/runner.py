@@ -4,6 +4,8 @@ Every request is its own task, fired on schedule without waiting for earlier rep
 k6 constant-arrival-rate style), and its latency runs from the *intended* send time. One aiohttp
 session with keep-alive on uvloop holds a few thousand requests/s on one core; the runner also
 records how late each send was, so a saturated client is detected rather than blamed on the server.
+The server is untrusted: each request has a total deadline (``timeout_s``, connect to last body
+byte) and no reply body is buffered past ``max_response_bytes``; either is an error outcome.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from yarl import URL
 
+from harness.limits import MAX_LOAD_RESPONSE_BYTES, format_bytes
+
 from .records import (
     ERR_ABANDONED,
     ERR_CLIENT_PREFIX,
@@ -26,6 +30,7 @@ from .records import (
     ERR_TIMEOUT,
     RequestRecord,
     RequestSpec,
+    err_too_large,
 )
 from .schedule import iter_send_times
 from .stats import LatencyStats
@@ -57,6 +62,8 @@ class LoadPlan(BaseModel):
     # rate_rps * timeout_s so it only bites when the client itself runs short of sockets.
     max_in_flight: int = Field(default=1024, ge=1)
     keep_bodies: bool = False
+    # A reply body over this many bytes is an error ("response exceeded 1 MiB cap"), never buffered.
+    max_response_bytes: int = Field(default=MAX_LOAD_RESPONSE_BYTES, ge=1)
     # After stop(), in-flight requests get this long to finish before being abandoned (abandoned
     # requests are reported but not measured).
     stop_grace_s: float = Field(default=1.0, ge=0)
@@ -130,6 +137,24 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The whole reply body, or None (connection closed) once it is known to be over ``cap`` bytes."""
+    length = resp.content_length
+    if length is not None:
+        # Fast path, nearly every reply: the parser stops at Content-Length, so read() is bounded.
+        if length > cap:
+            resp.close()  # unread body: the connection must not go back to the pool
+            return None
+        return await resp.read()
+    buf = bytearray()  # chunked or close-delimited: count as it arrives
+    while chunk := await resp.content.read(cap + 1 - len(buf)):
+        buf += chunk
+        if len(buf) > cap:
+            resp.close()
+            return None
+    return bytes(buf)
+
+
 async def run_open_loop_async(
     base_url: str,
     plan: LoadPlan,
@@ -145,12 +170,15 @@ async def run_open_loop_async(
     tasks: dict[asyncio.Task[None], tuple[int, float, str | None]] = {}
     in_flight = 0
     timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
+    too_large = err_too_large(format_bytes(plan.max_response_bytes))
     connector = aiohttp.TCPConnector(
         limit=plan.max_in_flight, limit_per_host=0, keepalive_timeout=_CLIENT_KEEPALIVE_S
     )
     now = time.monotonic
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    # identity and no auto-decompression: a compressed reply cannot inflate past the size cap.
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                     headers={"Accept-Encoding": "identity"}) as session:
         # t=0 is taken after the session exists so its set-up cost is not charged to request 0.
         mono0 = now()
         wall0 = time.time()
@@ -171,11 +199,13 @@ async def run_open_loop_async(
                 ) as resp:
                     # Read the whole body: latency ends at the last byte, and an unread body
                     # would keep the connection from going back to the pool.
-                    data = await resp.read()
+                    data = await _read_capped(resp, plan.max_response_bytes)
                     status = resp.status
-                    if status >= 400:
+                    if data is None:
+                        error = too_large
+                    elif status >= 400:
                         error = f"http {status}"
-                    if plan.keep_bodies:
+                    if plan.keep_bodies and data is not None:
                         body = data
             except asyncio.CancelledError:
                 error = ERR_ABANDONED
