@@ -9,26 +9,41 @@ The grader runs a ``WebhookReceiver`` and passes ``url_for(host)`` to the candid
 * Plain: ``{"drift": true, "features": ["amount"]}``; ``{"drift": false}`` clears every alert.
 
 Every payload is recorded with its time (bounded) as evidence. Errors are plain HTTP: 400 for
-non-JSON or an unknown shape, 413 over 1 MB, 405 for a method other than POST, 404 elsewhere.
-A stdlib ``ThreadingHTTPServer`` in a daemon thread is enough for a handful of alerts a minute
-and has no event loop to share with the grader.
+non-JSON or an unknown shape, 413 over 1 MiB, 408 when a request is not delivered within 10 s,
+405 for a method other than POST, 404 elsewhere. A stdlib ``ThreadingHTTPServer`` in a daemon
+thread is enough for a handful of alerts a minute and has no event loop to share with the grader.
+
+The sender is the candidate's code, so the receiver bounds what it can cost the grader: body
+size, wall-clock time per request (a sender trickling one byte a second is cut off), connections
+served at once, alerts held firing, and the size of what is recorded.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from harness.limits import WEBHOOK_MAX_BODY_BYTES, WEBHOOK_REQUEST_DEADLINE_S
 from harness.observers.base import DriftObserver, DriftReading, as_flag
 
 ALERTS_PATH = "/alerts"
-MAX_BODY_BYTES = 1024 * 1024
-_DRAIN_LIMIT = 32 * 1024 * 1024  # read (and drop) an oversized body up to this, so the 413 reaches the client
-_RECORD_PAYLOAD_LIMIT = 64 * 1024  # a recorded payload larger than this is kept as a text excerpt
+MAX_BODY_BYTES = WEBHOOK_MAX_BODY_BYTES
+#: Connections served at once; more are closed on accept instead of each getting a thread.
+MAX_CONNECTIONS = 32
+#: Distinct alerts held firing; a payload that would go past it is refused (400).
+MAX_FIRING_ALERTS = 1000
+_DRAIN_LIMIT = 4 * 1024 * 1024  # read (and drop) an oversized body up to this, so the 413 reaches the client
+# A recorded payload larger than this is kept as a text excerpt: parsed JSON can take ten times
+# its text in memory, and up to max_records payloads are kept.
+_RECORD_PAYLOAD_LIMIT = 8 * 1024
+_REPLY_TIMEOUT_S = 5.0  # seconds to write a (small) reply
 _PLAIN_KEY: tuple[tuple[str, str], ...] = (("__plain__", "true"),)
 
 AlertKey = tuple[tuple[str, str], ...]
@@ -38,11 +53,65 @@ class PayloadError(ValueError):
     """The payload is JSON but not an alert shape the receiver understands."""
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket as a raw stream whose every read stops at the current request's deadline.
+
+    A socket timeout bounds one ``recv``; a sender that trickles a byte at a time defeats it.
+    Checking the deadline before each ``recv`` (with the timeout set to what is left) bounds
+    the whole request instead, header lines included.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: Callable[[], float]) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "memoryview | bytearray") -> int:  # type: ignore[override]
+        left = self._deadline() - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request deadline reached")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading server that serves at most ``max_connections`` connections at once."""
+
+    daemon_threads = True  # a stuck client connection must not block stop()
+    request_queue_size = 64  # accept backlog: a burst of connections is accepted (or refused) at once
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: no thread for it, the sender sees a reset
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class WebhookReceiver:
     """A small HTTP server that keeps the set of currently firing drift alerts."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_records: int = 1000) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_records: int = 1000,
+                 request_deadline_s: float = WEBHOOK_REQUEST_DEADLINE_S) -> None:
         self.host = host
+        self.request_deadline_s = request_deadline_s
         self._requested_port = port
         self._lock = threading.Lock()
         self._firing: dict[AlertKey, dict[str, Any]] = {}  # key -> {"labels", "annotations", "features"}
@@ -57,8 +126,7 @@ class WebhookReceiver:
         """Bind and serve in a daemon thread. Idempotent."""
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, self._requested_port), _make_handler(self))
-        server.daemon_threads = True  # a stuck client connection must not block stop()
+        server = _BoundedServer((self.host, self._requested_port), _make_handler(self))
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="webhook-receiver", daemon=True)
@@ -138,6 +206,9 @@ class WebhookReceiver:
             else:
                 raise PayloadError(f"alerts[{i}].status must be 'firing' or 'resolved', got {status!r}")
         with self._lock:
+            added = {key for key, alert_state in updates if alert_state is not None and key not in self._firing}
+            if len(self._firing) + len(added) > MAX_FIRING_ALERTS:
+                raise PayloadError(f"more than {MAX_FIRING_ALERTS} distinct alerts would be firing")
             for key, alert_state in updates:
                 if alert_state is None:
                     self._firing.pop(key, None)
@@ -187,7 +258,18 @@ def _make_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
         # HTTP/1.1 so that "Expect: 100-continue" (curl, Go clients with big bodies) is answered at once;
         # any reply sent without reading the whole body closes the connection (see _reply).
         protocol_version = "HTTP/1.1"
-        timeout = 15  # seconds a client may take to send its request: no stuck threads
+        timeout = 15  # per recv; the request deadline below is the real bound
+
+        def setup(self) -> None:
+            super().setup()
+            self._deadline = time.monotonic() + receiver.request_deadline_s
+            # Reads go through the deadline: a trickling sender cannot hold a thread for long.
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, lambda: self._deadline))
+
+        def handle_one_request(self) -> None:
+            # Each request on a kept-alive connection gets the full budget (waiting for it included).
+            self._deadline = time.monotonic() + receiver.request_deadline_s
+            super().handle_one_request()
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass  # requests are recorded as evidence; stderr noise would garble the grader's console
@@ -195,6 +277,7 @@ def _make_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
         def _reply(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None,
                    close: bool = False) -> None:
             body = json.dumps(payload).encode()
+            self.connection.settimeout(_REPLY_TIMEOUT_S)  # reads left the socket with what remained
             if close:
                 self.close_connection = True  # an unread request body must not be parsed as the next request
             self.send_response(status)
@@ -207,21 +290,40 @@ def _make_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _refuse(self, status: int, error: str) -> None:
+            """Record and answer a request whose body was not read whole; the connection closes,
+            since what is left of the body must not be parsed as the next request."""
+            receiver.record({"path": self.path.split("?", 1)[0], "status": status, "error": error})
+            try:
+                self._reply(status, {"error": error}, close=True)
+            except OSError:
+                self.close_connection = True  # the sender is gone or not reading
+
         def _read_body(self) -> bytes | None:
-            """The body, or None after replying 413 (oversized) / 400 (bad framing)."""
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                return self._read_chunked()
+            """The body, or None after refusing it: 413 oversized, 400 bad framing, 408 too slow."""
+            try:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    return self._read_chunked()
+                return self._read_sized()
+            except TimeoutError:
+                self._refuse(408, f"request not delivered within {receiver.request_deadline_s:g} s")
+                return None
+
+        def _read_sized(self) -> bytes | None:
             try:
                 length = int(self.headers.get("Content-Length", "0"))
             except ValueError:
-                self.close_connection = True
-                self._reply(400, {"error": "invalid Content-Length"})
+                self._refuse(400, "invalid Content-Length")
                 return None
             if length > MAX_BODY_BYTES:
                 self._drain(length)
-                self._reply(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
+                self._refuse(413, f"body over {MAX_BODY_BYTES} bytes")
                 return None
-            return self.rfile.read(max(length, 0))
+            body = self.rfile.read(max(length, 0))
+            if len(body) < length:  # the sender closed early: never parse half a payload
+                self._refuse(400, "body shorter than its Content-Length")
+                return None
+            return body
 
         def handle_expect_100(self) -> bool:
             # Refuse an announced oversized body before the client sends it (curl, Go clients).
@@ -230,20 +332,19 @@ def _make_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 too_big = False
             if too_big:
-                receiver.record({"path": self.path, "status": 413, "error": "oversized body (refused on Expect)"})
-                self._reply(413, {"error": f"body over {MAX_BODY_BYTES} bytes"}, close=True)
+                self._refuse(413, f"body over {MAX_BODY_BYTES} bytes (refused on Expect)")
                 return False
             return super().handle_expect_100()
 
         def _drain(self, length: int) -> None:
-            # Reading what the client sends lets it see the 413 instead of a reset connection.
+            # Reading what the client sends lets it see the 413 instead of a reset connection;
+            # the drain is bounded in bytes here and in time by the request deadline.
             left = min(length, _DRAIN_LIMIT)
             while left > 0:
                 chunk = self.rfile.read(min(left, 65536))
                 if not chunk:
                     break
                 left -= len(chunk)
-            self.close_connection = True
 
         def _read_chunked(self) -> bytes | None:
             data = bytearray()
@@ -252,17 +353,19 @@ def _make_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
                 try:
                     size = int(line.split(b";")[0].strip(), 16)
                 except ValueError:
-                    self.close_connection = True
-                    self._reply(400, {"error": "bad chunked encoding"})
+                    self._refuse(400, "bad chunked encoding")
                     return None
                 if size == 0:
                     self.rfile.readline(1024)  # trailing CRLF (trailers are not used by alert senders)
                     return bytes(data)
-                if len(data) + size > MAX_BODY_BYTES:
-                    self.close_connection = True
-                    self._reply(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
+                if size < 0 or len(data) + size > MAX_BODY_BYTES:
+                    self._refuse(413, f"body over {MAX_BODY_BYTES} bytes")
                     return None
-                data += self.rfile.read(size)
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    self._refuse(400, "body ended inside a chunk")
+                    return None
+                data += chunk
                 self.rfile.readline(1024)
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib naming
@@ -272,11 +375,10 @@ def _make_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
                 return
             body = self._read_body()
             if body is None:
-                receiver.record({"path": path, "status": 413, "error": "oversized or badly framed body"})
-                return
+                return  # refused and recorded
             try:
                 payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nesting
                 receiver.record({"path": path, "status": 400, "error": "not JSON",
                                  "body": body[:200].decode("utf-8", "replace")})
                 self._reply(400, {"error": "body is not JSON"})
