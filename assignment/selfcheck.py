@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 #: The grader's cadence and limits (README, "How you will be graded").
 POLL_EVERY_ROWS, ROWS_PER_REQUEST, SETTLE_S, WASHOUT_MAX_ROWS = 50, 10, 5.0, 1500
 ATTRIBUTION_MAX_FEATURES, DETECTION_FAST_ROWS, OVERSIZED_BODY_MB = 3, 500, 12
+#: The grader refuses a takehome.yaml over this size, not UTF-8, or with YAML anchors / aliases.
+CONTRACT_MAX_BYTES = 256 * 1024
 #: serving.* and drift.* keys of the contract; each has a command-line flag that overrides it.
 CONTRACT_KEYS = ("protocol", "predict_path", "ready_path", "metrics_path", "request_id_header", "signal",
                  "http_path", "drift_field", "features_field", "prometheus_metric", "feature_label")
@@ -66,16 +68,73 @@ def tiny_yaml(text: str) -> dict[str, Any]:
     return root
 
 
+def _quoted_out(line: str) -> str:
+    return re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', '""', line)
+
+
+def alias_in(text: str) -> str | None:
+    """The first YAML anchor (&name) or alias (*name) that starts a node, as "&name" / "*name"."""
+    for raw in text.splitlines():
+        body = _quoted_out(re.sub(r"(^|\s)#.*$", "", raw)).strip()
+        while body.startswith("-"):  # list items: "- *x", "- - &y"
+            body = body[1:].lstrip()
+        value = body.partition(": ")[2].lstrip() if ": " in body else body
+        if value[:1] in ("&", "*"):
+            return value.split()[0]
+        if value[:1] in ("[", "{"):  # flow collection: a node starts after each [ { , and ": "
+            hit = re.search(r"(?:[\[{,]|:\s)\s*([&*][^\s,\[\]{}]*)", value)
+            if hit:
+                return hit.group(1)
+    return None
+
+
+def _refuse(problem: str) -> SystemExit:
+    return SystemExit(f"selfcheck: {problem} (the grader refuses it too)")
+
+
+def read_contract(path: str) -> dict[str, Any]:
+    """The contract as data, refused the way the grader refuses it: too big, not UTF-8 text,
+    or using YAML anchors / aliases (which can expand to gigabytes)."""
+    with open(path, "rb") as fh:
+        data = fh.read(CONTRACT_MAX_BYTES + 1)
+    if len(data) > CONTRACT_MAX_BYTES:
+        raise _refuse(f"takehome.yaml is {max(len(data), Path(path).stat().st_size)} bytes; "
+                      f"the limit is {CONTRACT_MAX_BYTES // 1024} KiB")
+    if b"\0" in data:
+        raise _refuse("takehome.yaml is not a text file (it contains NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse(f"takehome.yaml is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+    try:
+        import yaml  # optional
+    except ImportError:
+        token = alias_in(text)
+        if token:
+            kind = "aliases" if token[0] == "*" else "anchors"
+            raise _refuse(f"YAML {kind} ({token}) are not allowed in takehome.yaml") from None
+        return tiny_yaml(text)
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                kind, mark = ("aliases", "*") if isinstance(event, yaml.AliasEvent) else ("anchors", "&")
+                raise _refuse(f"YAML {kind} ({mark}{event.anchor}) are not allowed in takehome.yaml "
+                              f"(line {event.start_mark.line + 1})")
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliasLoader) or {}  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        raise _refuse(f"takehome.yaml is not valid YAML: {type(exc).__name__}: {exc}") from None
+
+
 def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Defaults, then the contract's serving and drift sections, then explicit flags."""
     settings = dict(DEFAULTS)
     if args.contract:
-        text = Path(args.contract).read_text(encoding="utf-8")
-        try:
-            import yaml  # optional
-            data = yaml.safe_load(text) or {}
-        except ImportError:
-            data = tiny_yaml(text)
+        data = read_contract(args.contract)
         for section in ("serving", "drift"):
             settings.update({k: v for k, v in (data.get(section) or {}).items() if v is not None})
     settings.update({k: getattr(args, k) for k in CONTRACT_KEYS if getattr(args, k, None) is not None})

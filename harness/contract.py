@@ -4,6 +4,10 @@ It tells the grader how to build the candidate's service, start it, promote a mo
 roll back in one command, and read the drift signal. The JSON Schema shipped to candidates
 (``assignment/takehome.schema.json``) is generated from these models, so the two never disagree.
 Validation errors name the field and the line of the YAML file it came from.
+
+The file is the candidate's, so it is read defensively: at most ``CONTRACT_MAX_BYTES``, UTF-8
+text only, and without YAML anchors or aliases (a few hundred bytes of nested aliases expand to
+gigabytes: the "billion laughs"). A contract never needs them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.limits import CONTRACT_MAX_BYTES, format_bytes
+
 CONTRACT_FILENAME = "takehome.yaml"
 CONTRACT_VERSION = 1
+_MAX_PROBLEMS = 50  # validation problems listed; a file of a thousand typos needs only the first ones
 
 
 class ContractError(Exception):
@@ -191,7 +198,20 @@ def render_command(template: str, version: str | None = None) -> str:
 # --- loading with line numbers -------------------------------------------------------------
 
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping key, so errors can point at it."""
+    """A SafeLoader that remembers the line of every mapping key, so errors can point at it,
+    and refuses anchors and aliases before anything is expanded."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed in {CONTRACT_FILENAME}", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML anchors (&{anchor}) and aliases are not allowed in {CONTRACT_FILENAME}",
+                event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
@@ -226,14 +246,26 @@ def _line_for(loc: tuple[Any, ...], index: dict[tuple[str, ...], int]) -> int | 
     return None
 
 
+def _too_big(source: str, size: int) -> ContractError:
+    return ContractError(f"{source} is {size} bytes; the limit is {format_bytes(CONTRACT_MAX_BYTES)} "
+                         "(a contract is a couple of KiB: keep data and scripts in other files)")
+
+
 def parse_contract(text: str, source: str = CONTRACT_FILENAME) -> Contract:
-    """Parse and validate contract text. Raises ContractError naming field and line for each problem."""
+    """Parse and validate contract text. Raises ContractError naming field and line for each problem,
+    and for text over ``CONTRACT_MAX_BYTES``, YAML anchors / aliases, or absurd nesting."""
+    if len(text) > CONTRACT_MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > CONTRACT_MAX_BYTES:
+        raise _too_big(source, len(text.encode("utf-8", "surrogatepass")))
     try:
         raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ContractError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ContractError(f"{source}: not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # a constructor's own limit, e.g. an integer of 5000 digits
+        raise ContractError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ContractError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     index: dict[tuple[str, ...], int] = {}
@@ -249,6 +281,8 @@ def parse_contract(text: str, source: str = CONTRACT_FILENAME) -> Contract:
             where = f" (line {line})" if line else ""
             msg = re.sub(r"^Value error, ", "", err["msg"])
             problems.append(f"{field}{where}: {msg}")
+        if len(problems) > _MAX_PROBLEMS:
+            problems[_MAX_PROBLEMS:] = [f"... and {len(problems) - _MAX_PROBLEMS} more"]
         raise ContractError(f"{source}: {len(problems)} problem(s) in the submission contract", problems) from None
 
 
@@ -259,10 +293,26 @@ def load_contract(repo_dir: Path) -> Contract:
         raise ContractError(f"no {CONTRACT_FILENAME} at the root of the candidate repo ({repo_dir}). "
                             "Copy the template from the assignment's CONTRACT.md and fill it in.")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open("rb") as fh:
+            data = fh.read(CONTRACT_MAX_BYTES + 1)  # never more: the file may be huge or still growing
+            size = path.stat().st_size
+    except OSError as exc:
         raise ContractError(f"{CONTRACT_FILENAME}: cannot be read: {exc}") from None
-    return parse_contract(text, CONTRACT_FILENAME)
+    if len(data) > CONTRACT_MAX_BYTES:
+        raise _too_big(CONTRACT_FILENAME, max(size, len(data)))
+    return parse_contract(decode_contract(data, CONTRACT_FILENAME), CONTRACT_FILENAME)
+
+
+def decode_contract(data: bytes, source: str = CONTRACT_FILENAME) -> str:
+    """The contract's bytes as text; ContractError for binary or non-UTF-8 content."""
+    if b"\x00" in data:
+        raise ContractError(f"{source} is not a text file (it contains NUL bytes); "
+                            "it must be UTF-8 YAML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                            "save it as UTF-8") from None
 
 
 def contract_json_schema() -> dict[str, Any]:
