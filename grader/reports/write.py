@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Iterable
 
+from grader.reports.bounds import bound_report
 from grader.results import GradeReport
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ def write_reports(report: GradeReport, out_dir: Path, formats: Iterable[str] = A
     """Write the requested formats into ``out_dir`` (created if needed); returns format -> path.
 
     A renderer failure is logged and replaced by its fallback file; a format whose file cannot be
-    written at all (disk full, permissions) is logged and left out of the result.
+    written at all (disk full, permissions) is logged and left out of the result. Every string the
+    report quotes is first capped (``grader.reports.bounds``): evidence carries candidate output.
     """
     wanted = list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in FILENAMES]
@@ -120,6 +122,7 @@ def write_reports(report: GradeReport, out_dir: Path, formats: Iterable[str] = A
         raise ValueError(f"unknown report format(s) {unknown}; known: {', '.join(ALL)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    report = bound_report(report)  # every format quotes the same capped text
     written: dict[str, Path] = {}
     for fmt in wanted:
         path = out_dir / FILENAMES[fmt]
