@@ -73,6 +73,23 @@ def test_missing_contract_file(tmp_path: Path) -> None:
         load_contract(tmp_path)
 
 
+def test_aliases_size_and_encoding_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    # Anchors and aliases are refused before expansion, with the line of the first one.
+    with pytest.raises(ContractError, match=r"line 13, column 8: YAML aliases \(\*x\) are not allowed"):
+        parse_contract(VALID + "extra: *x\n")
+    with pytest.raises(ContractError, match=r"line 5, column 8: YAML anchors \(&a\)"):
+        parse_contract(VALID.replace("drift:\n", "drift: &a\n"))
+    (tmp_path / "takehome.yaml").write_bytes(VALID.encode() + b"#" * (300 * 1024))
+    with pytest.raises(ContractError, match=r"takehome.yaml is \d+ bytes; the limit is 256 KiB"):
+        load_contract(tmp_path)
+    (tmp_path / "takehome.yaml").write_bytes(VALID.replace("fastapi", "fästapi").encode("latin-1"))
+    with pytest.raises(ContractError, match="not UTF-8 text"):
+        load_contract(tmp_path)
+    (tmp_path / "takehome.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(ContractError, match="not a text file"):
+        load_contract(tmp_path)
+
+
 def test_config_defaults_sum_to_100() -> None:
     cfg = load_config()
     assert cfg.max_score == 100
