@@ -65,6 +65,7 @@ class Case:
     limit: str | None = None                             # a phrase the report's limits_hit must contain
     error: str | None = None                             # a phrase the report's error must contain
     max_s: float = 120
+    docker: bool = False                                 # also graded on the docker runtime
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +103,11 @@ def _steal_script(g: dict[str, object]) -> str:
 def _cases(g: dict[str, object]) -> list[Case]:
     return [
         Case("steal-secrets-in-setup", files={"steal.sh": _steal_script(g)},
-             local={"setup": "bash steal.sh; exit 1"}, error="setup command"),
+             local={"setup": "bash steal.sh; exit 1"}, error="setup command", docker=True),
         Case("steal-secrets-in-start", files={"steal.sh": _steal_script(g)},
              local={"start": "bash steal.sh; exec python server.py"}, status="completed"),
         Case("fork-bomb-in-setup", local={"setup": "bomb() { bomb | bomb & }; bomb; sleep 30"},
-             limit="process limit hit", error="setup command"),
+             limit="process limit hit", error="setup command", docker=True),
         Case("fork-bomb-in-start", local={"start": "bomb() { bomb | bomb & }; bomb; sleep 60"},
              limit="process limit hit"),
         Case("memory-hog", files={"hog.py": textwrap.dedent("""\
@@ -119,7 +120,7 @@ def _cases(g: dict[str, object]) -> list[Case]:
                     blocks.append(bytearray(1 << 20))
                 """)},
              local={"setup": "python hog.py; python hog.py; wait; exit 1"}, limit="memory limit hit",
-             error="setup command"),
+             error="setup command", docker=True),
         Case("disk-filler", local={"setup": "for i in 1 2 3 4 5 6; do head -c 140M /dev/zero > fill-$i; done; "
                                             "head -c 100M /dev/zero > /tmp/fill; sleep 30"},
              limit="disk limit hit", error="setup command"),
@@ -129,9 +130,9 @@ def _cases(g: dict[str, object]) -> list[Case]:
                 ( setsid bash -c 'trap "" TERM HUP; exec env -i bash -c "exec -a {MARKER} sleep 900"' \
                   </dev/null >/dev/null 2>&1 & )
                 """)},
-             local={"start": "bash daemon.sh; exec python server.py"}, status="completed"),
+             local={"start": "bash daemon.sh; exec python server.py"}, status="completed", docker=True),
         Case("never-ready", files={"server.py": "import time\nwhile True:\n    time.sleep(1)\n"},
-             error="never became ready"),
+             error="never became ready", docker=True),
         Case("symlink-to-grader-files", files={"steal.sh": _steal_script(g)},
              local={"setup": "ln -sf /etc/shadow shadow; cat shadow; bash steal.sh; exit 1"}, error="setup command"),
         Case("absolute-requirements-path", local={"requirements": "/etc/passwd"}, error="outside the repository"),
@@ -150,7 +151,18 @@ def _yaml_bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _make_repo(tmp: Path, case: Case, g: dict[str, object]) -> Path:
+#: The docker variant: the same candidate in a container; the case's ``start`` becomes its CMD and
+#: its ``setup`` runs inside it with docker exec.
+DOCKERFILE = """\
+FROM python:3.11-slim
+WORKDIR /app
+COPY . ./
+RUN mkdir -p logs
+CMD ["bash", "-c", "{start}"]
+"""
+
+
+def _make_repo(tmp: Path, case: Case, g: dict[str, object], runtime: str = "local") -> Path:
     repo = tmp / "repo"
     shutil.copytree(TINY, repo)
     for rel, text in case.files.items():
@@ -161,6 +173,12 @@ def _make_repo(tmp: Path, case: Case, g: dict[str, object]) -> Path:
     else:
         contract = yaml.safe_load((repo / "takehome.yaml").read_text())
         contract["runtimes"]["local"].update(case.local)
+        if runtime == "docker":
+            local = contract["runtimes"]["local"]
+            (repo / "Dockerfile").write_text(DOCKERFILE.format(start=local["start"].replace('"', '\\"')))
+            contract["runtimes"]["docker"] = {"dockerfile": "Dockerfile", "deploy": local["deploy"],
+                                              "rollback": local["rollback"],
+                                              **({"setup": local["setup"]} if local.get("setup") else {})}
         (repo / "takehome.yaml").write_text(yaml.safe_dump(contract))
     return repo
 
@@ -183,29 +201,49 @@ def _leftovers(run_id: str | None) -> list[str]:
     return found
 
 
-def _grade(repo: Path, out: Path, g: dict[str, object], timeout: float) -> tuple[subprocess.CompletedProcess[str], float]:
+def _docker_leftovers(run_id: str) -> list[str]:
+    import docker
+
+    from harness.runtimes import docker_ops
+
+    client = docker.from_env()
+    selector = {"label": f"{docker_ops.RUN_LABEL}={run_id}"}
+    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)]
+    found += [f"network {n.name}" for n in client.networks.list(filters=selector)]
+    found += [f"image {i.id}" for i in client.images.list(all=True, filters=selector)]
+    client.close()
+    return found
+
+
+def _grade(repo: Path, out: Path, g: dict[str, object], timeout: float,
+           runtime: str = "local") -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", "--repo", str(repo), "--out", str(out),
-                           "--config", str(g["config"])], cwd=ROOT, capture_output=True, text=True,
+                           "--runtime", runtime, "--config", str(g["config"])], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=g["env"])  # type: ignore[arg-type]
     return proc, time.monotonic() - start
 
 
-CASE_NAMES = [c.name for c in _cases({"home": "", "config": "", "cache": ""})]
+_ALL = _cases({"home": "", "config": "", "cache": ""})
+CASE_IDS = [("local", c.name) for c in _ALL] + [("docker", c.name) for c in _ALL if c.docker]
 
 
-@pytest.mark.parametrize("name", CASE_NAMES)
-def test_hostile_candidate(name: str, grader_env: dict[str, object], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("runtime", "name"), CASE_IDS, ids=[f"{r}-{n}" for r, n in CASE_IDS])
+def test_hostile_candidate(runtime: str, name: str, grader_env: dict[str, object], tmp_path: Path,
+                           request: pytest.FixtureRequest) -> None:
     case = next(c for c in _cases(grader_env) if c.name == name)
-    repo = _make_repo(tmp_path, case, grader_env)
+    if runtime == "docker":
+        request.getfixturevalue("docker_engine")  # skips, saying how to get one, without an engine
+    repo = _make_repo(tmp_path, case, grader_env, runtime)
     out = tmp_path / "out"
-    proc, took = _grade(repo, out, grader_env, timeout=case.max_s + 120)
+    proc, took = _grade(repo, out, grader_env, timeout=case.max_s + 120 + (300 if runtime == "docker" else 0),
+                        runtime=runtime)
 
     # 1. a clear status, in bounded time, never a traceback
     assert (out / "report.json").exists(), proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == case.status, (report.get("error"), proc.stderr[-3000:])
-    assert took < case.max_s, f"took {took:.0f}s"
+    assert took < case.max_s + (300 if runtime == "docker" else 0), f"took {took:.0f}s"
     assert "Traceback" not in proc.stderr  # the grader's own (candidate tracebacks may be quoted)
     if case.error:
         assert case.error in (report.get("error") or ""), report.get("error")
@@ -220,13 +258,15 @@ def test_hostile_candidate(name: str, grader_env: dict[str, object], tmp_path: P
     # 3. the limit it hit is named
     iso = report.get("isolation") or {}
     if case.contract_text is None:  # a contract that does not parse stops the grading before any runtime
-        assert iso.get("sandbox") == "bubblewrap"
-    if case.limit:
+        assert iso.get("sandbox") == ("bubblewrap" if runtime == "local" else runtime)
+    if case.limit and runtime == "local":  # docker's caps are the engine's; its report names OOM kills only
         hits = " ".join(iso.get("limits_hit") or [])
         assert case.limit in hits, iso
     # 4. nothing left behind
     time.sleep(0.5)
     assert _leftovers(report["run_id"]) == []
+    if runtime == "docker":
+        assert _docker_leftovers(report["run_id"]) == []
 
 
 def test_sigkill_of_the_grader_then_cleanup_then_a_new_grading(grader_env: dict[str, object], tmp_path: Path) -> None:
