@@ -109,6 +109,30 @@ def build_env(extra: dict[str, str], path_prefix: list[str], home: Path, tmp: Pa
     return env
 
 
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+#: Variables that hold URLs which may embed the grader's credentials (user:password@host).
+_URL_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+             "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+
+
+def without_credentials(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``env`` with the user:password@ part removed from proxy and index URLs, and the names of the
+    variables that had one. Candidate code (``setup.py``) runs in the install step: it must see
+    the way to the package index, never the grader's credentials for it."""
+    out = dict(env)
+    stripped = []
+    for name in _URL_VARS:
+        value = out.get(name)
+        if not value:
+            continue
+        parts = [_USERINFO.sub(r"\1", part) for part in value.split()]
+        cleaned = " ".join(parts)
+        if cleaned != value:
+            out[name] = cleaned
+            stripped.append(name)
+    return out, stripped
+
+
 def _set_limit(which: int, value: int) -> None:
     _soft, hard = resource.getrlimit(which)
     if hard != resource.RLIM_INFINITY:

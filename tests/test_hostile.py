@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.timeout(300),
 
 #: Small limits so that every attack hits one fast and the machine survives.
 FAST_CONFIG = {
-    "timeouts": {"setup": 20, "start": 10, "ready": 8, "deploy": 10, "teardown": 30},
+    "timeouts": {"setup": 20, "start": 10, "ready": 8, "deploy": 10, "rollback": 5, "teardown": 30},
     "traffic": {"warmup_rows": 0, "baseline_rows": 100, "scenario_max_rows": 50, "washout_max_rows": 0,
                 "settle_s": 0, "scenarios": ["mean_shift"]},
     "load": {"duration_s": 2, "warmup_s": 0},
@@ -131,6 +131,7 @@ def _cases(g: dict[str, object]) -> list[Case]:
                   </dev/null >/dev/null 2>&1 & )
                 """)},
              local={"start": "bash daemon.sh; exec python server.py"}, status="completed", docker=True),
+        Case("hanging-rollback", local={"rollback": "sleep 1000"}, status="completed", docker=True),
         Case("never-ready", files={"server.py": "import time\nwhile True:\n    time.sleep(1)\n"},
              error="never became ready", docker=True),
         Case("symlink-to-grader-files", files={"steal.sh": _steal_script(g)},
@@ -312,6 +313,24 @@ def test_sigkill_of_the_grader_then_cleanup_then_a_new_grading(grader_env: dict[
     again = next(c for c in _cases(grader_env) if c.name == "never-ready")
     proc2, _ = _grade(_make_repo(tmp_path / "again", again, grader_env), tmp_path / "out2", grader_env, 180)
     assert json.loads((tmp_path / "out2" / "report.json").read_text())["status"] == "broken_submission"
+
+
+def test_git_option_injection_in_the_ref(grader_env: dict[str, object], tmp_path: Path) -> None:
+    """A ref that is a git option (``--upload-pack=...`` once ran a command) is refused up front."""
+    repo = _make_repo(tmp_path, Case("plain"), grader_env)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
+                   cwd=repo, check=False)
+    canary = tmp_path / "INJECTED"
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "grade", "--repo", str(repo), "--out", str(out),
+                           "--ref", f"--upload-pack=touch {canary}", "--config", str(grader_env["config"])],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=grader_env["env"])  # type: ignore[arg-type]
+    assert not canary.exists()
+    report = json.loads((out / "report.json").read_text())
+    assert proc.returncode == 3 and report["status"] == "broken_submission"
+    assert "ref" in (report.get("error") or "").lower()
 
 
 def _readable(proc: psutil.Process) -> bool:

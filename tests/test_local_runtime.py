@@ -172,6 +172,18 @@ def test_env_builders_pass_only_the_allowlist(monkeypatch: pytest.MonkeyPatch, t
     assert not {"AWS_SECRET_ACCESS_KEY", "TAKEHOME_SCENARIO_SEED"} & set(build)
 
 
+def test_install_step_never_gets_the_graders_credentials() -> None:
+    from harness.sandbox import without_credentials
+
+    env, stripped = without_credentials({"https_proxy": "http://bob:s3cret@proxy:3128",
+                                         "PIP_INDEX_URL": "https://token@pypi.example/simple",
+                                         "PIP_EXTRA_INDEX_URL": "https://a:b@x/simple https://y/simple",
+                                         "NO_PROXY": "localhost"})
+    assert env == {"https_proxy": "http://proxy:3128", "PIP_INDEX_URL": "https://pypi.example/simple",
+                   "PIP_EXTRA_INDEX_URL": "https://x/simple https://y/simple", "NO_PROXY": "localhost"}
+    assert stripped == ["https_proxy", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"]
+
+
 def test_service_env_is_scrubbed_and_tagged(make_runtime: MakeRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_example")

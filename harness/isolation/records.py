@@ -40,6 +40,8 @@ def remove(name: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0, ...) would address our own process group
+        return False
     try:
         os.kill(pid, 0)
         return True
@@ -80,7 +82,7 @@ def recover(include_live_graders: bool = False) -> list[dict[str, object]]:
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        if not include_live_graders and _alive(int(rec.get("grader_pid") or 0)) and rec.get("grader_pid") != os.getpid():
+        if not include_live_graders and _alive(int(rec.get("grader_pid") or 0)):
             continue
         ended = []
         if _kill(rec.get("init_pid"), rec.get("init_ctime")):  # the kernel then ends the whole PID namespace

@@ -29,7 +29,8 @@ from harness.isolation.logcap import CappedSink
 from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
-from harness.sandbox import EnvCache, build_env, limits_preexec, requirements_key, scrubbed_env
+from harness.sandbox import (EnvCache, build_env, limits_preexec, requirements_key, scrubbed_env,
+                             without_credentials)
 
 #: How long a start command must survive before ``up()`` trusts it to be long-running.
 START_GRACE_S = 0.5
@@ -254,6 +255,12 @@ class LocalRuntime(Runtime):
         # plant wheels that another candidate's install then trusts.
         pip_cache = tmp / "pip-cache" if self.sandboxed else cache_root / "pip"
         env = build_env({"PIP_CACHE_DIR": str(pip_cache)}, [], home, tmp)
+        if self.sandboxed:
+            env, stripped = without_credentials(env)
+            if stripped:
+                self.isolation["credentials_withheld"] = stripped
+                self.ctx.progress(f"note: credentials removed from {', '.join(stripped)} for the dependency "
+                                  "install (candidate code runs in it)")
         log_path = self.logs_dir / "build.log"
         deadline = started + self.ctx.config.timeouts.build
 
