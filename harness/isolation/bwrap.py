@@ -43,6 +43,7 @@ from harness.errors import GraderFault
 from harness.isolation import records
 from harness.isolation.cgroups import CgroupLimits, join_preexec
 from harness.isolation.relay import INSIDE_DIR, Relays
+from harness.sandbox import _set_limit
 
 #: Mounted read-only at the same path. /home, /root, /work, /var, /srv, /mnt and /run are not.
 SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/sys")
@@ -453,13 +454,6 @@ def _read_info(fd: int, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) 
         return json.loads(data) if data else None
     except ValueError:
         return None
-
-
-def _set_limit(which: int, value: int) -> None:
-    _soft, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
 
 
 def _dedupe(paths: list[Path]) -> list[Path]:
