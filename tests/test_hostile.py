@@ -260,6 +260,8 @@ def test_hostile_candidate(runtime: str, name: str, grader_env: dict[str, object
     iso = report.get("isolation") or {}
     if case.contract_text is None:  # a contract that does not parse stops the grading before any runtime
         assert iso.get("sandbox") == ("bubblewrap" if runtime == "local" else runtime)
+        if runtime == "docker":
+            assert "capabilities dropped" in str(iso.get("detail")), iso
     if case.limit and runtime == "local":  # docker's caps are the engine's; its report names OOM kills only
         hits = " ".join(iso.get("limits_hit") or [])
         assert case.limit in hits, iso

@@ -299,7 +299,7 @@ def isolation_summary(report: GradeReport) -> str:
         elif usage.get("why_not"):
             bits.append("no aggregate limits: " + clean(str(usage["why_not"])))
         return "; ".join(bits)
-    return clean(str(kind))
+    return clean(str(iso.get("detail") or kind))
 
 
 def what_went_wrong(report: GradeReport) -> str:

@@ -341,6 +341,14 @@ class DockerRuntime(Runtime):
                 parts.append(f"==> [grader] declared log files unreadable: {exc}")
         return "\n".join(parts)
 
+    def isolation_info(self) -> dict[str, object]:
+        """The container's lock-down and limits, for the report."""
+        mem = self.ctx.config.local.memory_limit_mb
+        return {"sandbox": "docker",
+                "detail": (f"container: all capabilities dropped, no-new-privileges, {ops.PIDS_LIMIT} processes, "
+                           f"{ops.NANO_CPUS / 1e9:g} CPUs, " + (f"{mem} MB memory" if mem else "no memory cap")
+                           + ", no host mounts or docker socket, own network")}
+
     def diagnostics(self) -> dict[str, str]:
         if self._container is None:
             return {"container": "not created", "build": str({k: v for k, v in self.build_info.items() if k != "log"})}
