@@ -162,3 +162,14 @@ def test_validation_catches_a_broken_object() -> None:
     policy["spec"]["ingress"][1]["ports"][0]["port"] = [8080]
     with pytest.raises(kv.ValidationError):
         kv.validate(policy, _version(), strict=True)
+
+
+def test_candidate_manifests_with_yaml_aliases_are_refused() -> None:
+    """A billion-laughs bomb in a candidate's manifests is refused before anything expands it."""
+    from harness.errors import SubmissionError
+    from harness.runtimes.kube_manifests import parse_documents
+
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    with pytest.raises(SubmissionError, match="aliases"):
+        parse_documents(bomb, "k8s/bomb.yaml")

@@ -55,10 +55,23 @@ def _describe(doc: dict[str, Any]) -> str:
 
 # --- loading -------------------------------------------------------------------------------------
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses aliases before anything is expanded: a few hundred bytes of
+    nested aliases (a "billion laughs" bomb) would otherwise take gigabytes when the grader
+    copies or dumps the manifests."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, f"YAML aliases (*{event.anchor}) are not allowed in "
+                                              "the manifests; write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def parse_documents(text: str, source: str) -> list[dict[str, Any]]:
-    """The non-empty YAML documents of ``text``, with ``kind: List`` flattened."""
+    """The non-empty YAML documents of ``text``, with ``kind: List`` flattened. Aliases are refused."""
     try:
-        raw = [d for d in yaml.safe_load_all(text) if d is not None]
+        raw = [d for d in yaml.load_all(text, Loader=_NoAliasLoader) if d is not None]  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise SubmissionError(f"{source}: not valid YAML: {exc}") from None
     docs: list[dict[str, Any]] = []
