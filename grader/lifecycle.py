@@ -8,6 +8,8 @@ Ctrl-C), after the collectors have grabbed logs, and a report is always produced
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import tempfile
 import time
@@ -28,6 +30,7 @@ from harness.cleanup import CleanupStack
 from harness.contract import Contract, ContractError, load_contract
 from harness.errors import GraderFault, HarnessError, PhaseTimeout, SubmissionError
 from harness.fetch import fetch_candidate
+from harness.isolation import records as run_records
 from harness.fingerprint import Fingerprinter, representative_subset
 from harness.runtimes.base import Runtime, RuntimeContext
 from harness.runtimes.registry import get as runtime_class
@@ -144,14 +147,9 @@ def grade(req: GradeRequest) -> GradeReport:
     run = _Run(req, config, report)
     work = Path(tempfile.mkdtemp(prefix=f"takehome-{run_id}-"))
     if not req.keep:
-        import os
-        import shutil
-
-        from harness.isolation import records
-
         # If this process is SIGKILLed, `takehome cleanup` finds the work dir by this record.
-        records.write({"name": f"grading-{run_id}", "grader_pid": os.getpid(), "work_dir": str(work)})
-        run.cleanup.push("forget the grading record", lambda: records.remove(f"grading-{run_id}"))
+        run_records.write({"name": f"grading-{run_id}", "grader_pid": os.getpid(), "work_dir": str(work)})
+        run.cleanup.push("forget the grading record", lambda: run_records.remove(f"grading-{run_id}"))
         run.cleanup.push("remove work dir", lambda: shutil.rmtree(work, ignore_errors=True))
     else:
         req.progress(f"keeping work dir {work}")

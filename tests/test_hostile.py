@@ -37,8 +37,9 @@ CANARY = "CANARY-7f3a9b1c"
 SEED = 918273645  # the hidden scenario seed: must never reach the candidate
 MARKER = "hostile-marker-5e2d"  # in the command line of every process a case leaves running
 
+SANDBOX = bwrap.probe()  # (ok, why): probed once, it starts a real bwrap
 pytestmark = [pytest.mark.timeout(300),
-              pytest.mark.skipif(not bwrap.probe()[0], reason=f"no sandbox here: {bwrap.probe()[1]}; "
+              pytest.mark.skipif(not SANDBOX[0], reason=f"no sandbox here: {SANDBOX[1]}; "
                                  "run `sudo bash .ci/install-sandbox.sh`")]
 
 #: Small limits so that every attack hits one fast and the machine survives.

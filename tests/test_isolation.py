@@ -17,7 +17,8 @@ from harness.isolation import bwrap, records
 from harness.isolation.logcap import CappedSink
 from harness.isolation.relay import INSIDE_DIR, Relays
 
-needs_sandbox = pytest.mark.skipif(not bwrap.probe()[0], reason=f"no sandbox here: {bwrap.probe()[1]}; "
+SANDBOX = bwrap.probe()  # (ok, why): probed once, it starts a real bwrap
+needs_sandbox = pytest.mark.skipif(not SANDBOX[0], reason=f"no sandbox here: {SANDBOX[1]}; "
                                    "run `sudo bash .ci/install-sandbox.sh`")
 
 

@@ -146,7 +146,6 @@ class Sandbox:
     relays: Relays = field(default_factory=Relays)
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     chdir: Path | None = None
-    work_dir: Path | None = None  # removed by ``takehome cleanup`` if the grader dies
     progress: Callable[[str], None] = lambda _msg: None
 
     def __post_init__(self) -> None:
@@ -160,7 +159,9 @@ class Sandbox:
         self._relay_procs: list[subprocess.Popen[bytes]] = []
         self._relay_dir: Path | None = None
         self.cgroup: CgroupLimits | None = None
-        self.events: list[str] = []  # limits hit and other things the report should name
+        self.hits: list[str] = []   # limits the candidate ran into, found while it ran (the disk watch)
+        self.notes: list[str] = []  # what the sandbox could not do here (e.g. no cgroup)
+        self._stopped: dict[str, object] | None = None
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._disk_baseline = 0
@@ -175,10 +176,10 @@ class Sandbox:
         if self.as_root:
             self.uid = self.gid = _free_uid()
             for path in self.writable:
-                _chown_tree(path, self.uid, self.gid)
+                chown_tree(path, self.uid, self.gid)
         self.cgroup = CgroupLimits.create(self.name, self.limits.memory_mb * 2**20, self.limits.max_pids)
         if not self.cgroup.active:
-            self.events.append(self.cgroup.why_not or "no cgroup")
+            self.notes.append(self.cgroup.why_not or "no cgroup")
         import tempfile
 
         self._relay_dir = Path(tempfile.mkdtemp(prefix="th-relay-"))  # short: socket paths <= 108 bytes
@@ -231,7 +232,7 @@ class Sandbox:
                 "relay_pids": [(p.pid, _ctime(p.pid)) for p in self._relay_procs],
                 "cgroups": [str(d) for d in (self.cgroup.dirs if self.cgroup else [])],
                 "relay_dir": str(self._relay_dir) if self._relay_dir else None,
-                "work_dir": str(self.work_dir) if self.work_dir else None, "uid": self.uid,
+                "uid": self.uid,
                 "started": time.time()}
 
     def running(self) -> bool:
@@ -358,7 +359,7 @@ class Sandbox:
             grown = self._disk_usage() - self._disk_baseline
             self.disk_peak_mb = max(self.disk_peak_mb, round(grown / 2**20, 1))
             if cap and grown > cap:
-                self.events.append(f"disk limit hit: the writable directories grew by {grown / 2**20:.0f} MB "
+                self.hits.append(f"disk limit hit: the writable directories grew by {grown / 2**20:.0f} MB "
                                    f"(limit {self.limits.disk_mb} MB); the candidate's processes were killed")
                 self.kill_members()
                 return
@@ -379,9 +380,12 @@ class Sandbox:
 
     def stop(self, grace_s: float = 5.0) -> dict[str, object]:
         """SIGTERM the candidate's processes, then end the namespaces (which SIGKILLs whatever is
-        left), the relays and the cgroup. Returns what it ended and what survived. Idempotent."""
+        left), the relays and the cgroup. Returns what it ended and what survived. Idempotent: a
+        second call returns the first call's result (the cgroup it measured is gone by then)."""
         from harness import processes
 
+        if self._stopped is not None:
+            return self._stopped
         self._watch_stop.set()
         killed = processes.terminate(self.members(), grace_s) if self._pidns else []
         if self._bwrap is not None and self._bwrap.poll() is None:
@@ -390,7 +394,7 @@ class Sandbox:
             except OSError:
                 pass
         if self._init_pid is not None:
-            _kill_if_same(self._init_pid, self._init_ctime)
+            records.kill_if_same(self._init_pid, self._init_ctime)
         if self._bwrap is not None:
             try:
                 self._bwrap.wait(timeout=10)
@@ -414,11 +418,12 @@ class Sandbox:
         if self._relay_dir is not None:
             shutil.rmtree(self._relay_dir, ignore_errors=True)
         records.remove(self.name)
-        return {"killed": killed, "survivors": survivors, "usage": usage}
+        self._stopped = {"killed": killed, "survivors": survivors, "usage": usage}
+        return self._stopped
 
     def limits_hit(self, usage: dict[str, object]) -> list[str]:
         """Human sentences naming each limit the candidate ran into."""
-        hits = list(e for e in self.events if "hit" in e)
+        hits = list(self.hits)
         if int(usage.get("memory_limit_hits") or 0) or int(usage.get("oom_kills") or 0):
             hits.append(f"memory limit hit: {usage.get('oom_kills', 0)} process(es) killed by the kernel's "
                         f"out-of-memory killer at the {self.limits.memory_mb} MB cap of the whole sandbox")
@@ -472,16 +477,6 @@ def _ctime(pid: int) -> float | None:
         return None
 
 
-def _kill_if_same(pid: int, ctime: float | None) -> None:
-    """SIGKILL ``pid`` unless it is gone or the pid now belongs to another process."""
-    try:
-        proc = psutil.Process(pid)
-        if ctime is None or abs(proc.create_time() - ctime) < 0.01:
-            proc.kill()
-    except psutil.Error:
-        pass
-
-
 def _free_uid() -> int:
     """A uid no process uses and no account names, for this sandbox alone."""
     used = set()
@@ -503,7 +498,7 @@ def _free_uid() -> int:
     raise GraderFault("no free uid for the sandbox user")
 
 
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
+def chown_tree(root: Path, uid: int, gid: int) -> None:
     """Hand ``root`` to the sandbox user (never following symlinks: the candidate made them)."""
     for dirpath, dirnames, filenames in os.walk(root):
         for name in (*dirnames, *filenames):

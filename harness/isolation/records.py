@@ -2,7 +2,8 @@
 
 A SIGKILLed grader runs no teardown. bwrap's --die-with-parent ends the namespaces with it, but
 the relays, the cgroup and the work dir stay; and a grader stopped by the machine (OOM killer,
-power) may leave more. Each sandbox writes its record at start and removes it at ``stop()``.
+power) may leave more. Each sandbox writes its record at start and removes it at ``stop()``; each
+grading writes one naming its work dir (the lifecycle owns that dir, not the sandbox).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _kill(pid: int | None, ctime: float | None) -> bool:
+def kill_if_same(pid: int | None, ctime: float | None) -> bool:
+    """SIGKILL ``pid`` unless it is gone or now belongs to another process (its create time
+    differs from ``ctime``; None skips that check). True when a signal was sent."""
     if not pid:
         return False
     try:
@@ -85,9 +88,9 @@ def recover(include_live_graders: bool = False) -> list[dict[str, object]]:
         if not include_live_graders and _alive(int(rec.get("grader_pid") or 0)):
             continue
         ended = []
-        if _kill(rec.get("init_pid"), rec.get("init_ctime")):  # the kernel then ends the whole PID namespace
+        if kill_if_same(rec.get("init_pid"), rec.get("init_ctime")):  # the kernel then ends the whole PID namespace
             ended.append("sandbox processes")
-        relays = [pid for pid, ctime in rec.get("relay_pids") or [] if _kill(pid, ctime)]
+        relays = [pid for pid, ctime in rec.get("relay_pids") or [] if kill_if_same(pid, ctime)]
         if relays:
             ended.append(f"{len(relays)} relay(s)")
         cg = CgroupLimits(str(rec.get("name")), 0, 0, dirs=[Path(d) for d in rec.get("cgroups") or []])

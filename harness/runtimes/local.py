@@ -9,6 +9,7 @@ environment, resource limits, its own session, and the run id in its environment
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import socket
 import subprocess
@@ -18,8 +19,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
-
-import re
 
 from harness import processes
 from harness.contract import ContractError, LocalRuntime as LocalSection
@@ -193,12 +192,13 @@ class LocalRuntime(Runtime):
             self._sandbox = bwrap.Sandbox(
                 name=f"run-{self.ctx.run_id}", writable=[self.repo_dir, home, self.state_dir], readonly=readonly,
                 relays=Relays(inbound=(self._ensure_port(),), outbound=self._outbound_ports()),
-                limits=self._sandbox_limits(), chdir=self.repo_dir, work_dir=self.ctx.work_dir,
+                limits=self._sandbox_limits(), chdir=self.repo_dir,
                 progress=self.ctx.progress)
             self._register_undo()
             self._sandbox.start()
+            relays = self._sandbox.relays
             self.ctx.progress(f"sandbox up (uid {self._sandbox.uid}; network: loopback, ports "
-                              f"{', '.join(str(p) for p in (self._port, *self._outbound_ports()))} relayed)")
+                              f"{', '.join(str(p) for p in (*relays.inbound, *relays.outbound))} relayed)")
         return self._sandbox
 
     def _register_undo(self) -> None:
@@ -319,7 +319,7 @@ class LocalRuntime(Runtime):
                     readonly.append(Path(part))
         box = bwrap.Sandbox(name=f"build-{self.ctx.run_id}", writable=[venv, self.repo_dir, home, tmp],
                             readonly=readonly, network=True, limits=self._sandbox_limits(), chdir=self.repo_dir,
-                            work_dir=None, progress=self.ctx.progress)
+                            progress=self.ctx.progress)
         box.start()
         return box
 
@@ -329,7 +329,7 @@ class LocalRuntime(Runtime):
         if hits:
             self.isolation["build_limits_hit"] = hits
         if box.as_root:
-            bwrap._chown_tree(venv, 0, 0)  # the env is the grader's again: read-only to every sandbox
+            bwrap.chown_tree(venv, 0, 0)  # the env is the grader's again: read-only to every sandbox
 
     # --- service ------------------------------------------------------------------------------
 
@@ -522,8 +522,7 @@ class LocalRuntime(Runtime):
         self.isolation["uid"] = self._sandbox.uid
         self.isolation["disk_growth_peak_mb"] = self._sandbox.disk_peak_mb
         hits = [*self.isolation.get("build_limits_hit", []), *self._sandbox.limits_hit(usage)]  # type: ignore[misc]
-        notes = [e for e in self._sandbox.events if "hit" not in e]
         if hits:
             self.isolation["limits_hit"] = hits
-        if notes:
-            self.isolation["notes"] = notes
+        if self._sandbox.notes:
+            self.isolation["notes"] = list(self._sandbox.notes)
