@@ -157,8 +157,9 @@ def cleanup(
 ) -> None:
     """Remove what gradings that were killed left behind, on every runtime.
 
-    Local: the sandboxes (every process in them, their relays and cgroups) and the work dirs of
-    gradings whose grader process is gone. Docker: every labelled container, network and image.
+    Local (and the kind runtime's command sandboxes): the sandboxes (every process in them, their
+    relays and cgroups) and the work dirs of gradings whose grader process is gone. kind: the
+    namespaces of those gradings in the cluster. Docker: every labelled container, network and image.
     Gradings still running on this host are spared. The python:3.11-slim stand-in is never
     removed. With --build-cache, the candidates' build results go too (the next grading of those
     repos builds from scratch).
@@ -168,6 +169,11 @@ def cleanup(
     from harness.runtimes.docker import DockerRuntime, cleanup_stale
     from harness.runtimes.docker_cache import prune_build_cache
 
+    from harness.runtimes.kind import cleanup_stale as kind_cleanup_stale
+
+    # kind first: its namespaces are spared by the grading records that recover() then removes.
+    for line in kind_cleanup_stale():
+        out.print(f"kind: {line}", markup=False)
     recovered = recover()
     for item in recovered:
         out.print(f"local: {item['name']}: ended {', '.join(item['ended']) or 'nothing (already gone)'}", markup=False)

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -512,8 +513,9 @@ def test_build_tag_and_remove_the_candidate_image(docker_engine: Any, tmp_path: 
 
 FAKE_KUBECTL = r'''#!/usr/bin/env python3
 import json, os, sys
-with open("@LOG@", "a") as fh:  # a fixed path: the scrubbed environment passes no variable of ours
-    fh.write(json.dumps({"argv": sys.argv[1:], "env": dict(os.environ)}) + "\n")
+# The state dir: the one place of the grader's that a sandboxed command may write.
+with open(os.path.join(os.environ["TAKEHOME_STATE_DIR"], "kubectl.log"), "a") as fh:
+    fh.write(json.dumps({"argv": sys.argv[1:], "env": dict(os.environ), "uid": os.getuid()}) + "\n")
 print("deployment.apps/fraud-v1 created")
 '''
 
@@ -569,7 +571,8 @@ def kind_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     (repo / "deploy.sh").write_text('echo "deploy $1 ns=$TAKEHOME_NAMESPACE kc=$KUBECONFIG"\n')
     kubectl = tmp_path / "bin" / "kubectl"
     kubectl.parent.mkdir()
-    kubectl.write_text(FAKE_KUBECTL.replace("@LOG@", str(tmp_path / "kubectl.log")))
+    # The base interpreter: the sandbox sees the grader's Python installation, not its venv.
+    kubectl.write_text(FAKE_KUBECTL.replace("/usr/bin/env python3", str(Path(sys.base_prefix) / "bin" / "python3")))
     kubectl.chmod(0o755)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
     monkeypatch.setenv("TAKEHOME_SCENARIO_SEED", "4242")
@@ -596,14 +599,23 @@ def kind_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(kind_mod.KindRuntime, "_kubectl", lambda self: str(kubectl))
     monkeypatch.setattr(kind_mod.KindRuntime, "_docker", lambda self: None)
 
-    def make(created: bool = True) -> Any:
+    def make(created: bool = True, sandbox: bool = True) -> Any:
+        config = load_config()
+        if sandbox:
+            from harness.isolation.bwrap import probe
+
+            ok, why = probe()
+            if not ok:
+                pytest.skip(f"no sandbox here: {why}")
+        else:
+            config = config.model_copy(update={"local": config.local.model_copy(update={"sandbox": False})})
         ctx = RuntimeContext(run_id=RUN, repo_dir=repo, work_dir=tmp_path / "work", contract=parse_contract(
-            yaml.safe_dump(CONTRACT)), config=load_config(), cleanup=CleanupStack(),
+            yaml.safe_dump(CONTRACT)), config=config, cleanup=CleanupStack(),
             candidate_env={"TAKEHOME_ALERT_WEBHOOK_URL": "http://172.18.0.1:38123/alerts"})
         runtime = kind_mod.KindRuntime(ctx)
         runtime.cluster = FakeCluster(created)  # type: ignore[assignment]
         runtime.record = record
-        runtime.kubectl_log = tmp_path / "kubectl.log"
+        runtime.kubectl_log = tmp_path / "work" / "state" / "kubectl.log"
         return runtime
 
     return make
@@ -656,6 +668,49 @@ def test_commands_run_scrubbed_with_the_namespace_kubeconfig(kind_runtime: Any) 
     assert timed.timed_out and not timed.ok
 
 
+def test_commands_run_in_the_sandbox_with_only_the_kubeconfig(kind_runtime: Any, tmp_path: Path) -> None:
+    import socket
+
+    canary = tmp_path / "grader-secret.txt"
+    canary.write_text("canary-7f3a")
+    rt = kind_runtime()
+    rt.build()
+    rt.up()
+    with socket.socket() as outside:  # a grader port that is not relayed: unreachable from inside
+        outside.bind(("127.0.0.1", 0))
+        outside.listen()
+        probe = (f"id -u; cat {canary} || echo NO-SECRET; test -e /var/run/docker.sock || echo NO-DOCKER; "
+                 f"cat $KUBECONFIG | grep -c tok-secret; "
+                 f"(exec 3<>/dev/tcp/127.0.0.1/{outside.getsockname()[1]}) 2>/dev/null || echo NO-NET; "
+                 "(exec 3<>/dev/tcp/127.0.0.1/30081) 2>/dev/null && echo NODEPORT-RELAYED; "
+                 "touch /usr/x 2>/dev/null || echo RO-SYSTEM; touch $TAKEHOME_STATE_DIR/x && echo STATE-RW; "
+                 "sleep 300 & echo started")
+        result = rt.run_command("probe", probe, timeout_s=30)
+    assert result.ok, result.stderr
+    lines = result.stdout.split()
+    assert int(lines[0]) >= 420_000 or os.geteuid() != 0, "an unprivileged uid of its own"
+    for word in ("NO-SECRET", "NO-DOCKER", "NO-NET", "NODEPORT-RELAYED", "RO-SYSTEM", "STATE-RW", "started"):
+        assert word in lines, (word, result.stdout, result.stderr)
+    assert "canary-7f3a" not in result.stdout and lines[1] == "NO-SECRET"
+    assert "1" in lines, "the namespace's kubeconfig is readable inside"
+    # NODEPORT-RELAYED: the node port (and the API server's) has a relay listening inside.
+    apply = [json.loads(line) for line in rt.kubectl_log.read_text().splitlines()]
+    assert all(a["uid"] == int(lines[0]) for a in apply), "kubectl (apply, kustomize) ran as the sandbox user too"
+    rt.down()
+    assert rt.teardown_info["sandbox_killed"] >= 1, "the backgrounded sleep died with the sandbox"
+    info = rt.isolation_info()
+    assert info["sandbox"] == "bubblewrap" and "host-side commands" in info["scope"] and info["uid"] == int(lines[0])
+    assert "usage" in info
+
+
+def test_unsafe_local_runs_commands_unsandboxed_and_says_so(kind_runtime: Any) -> None:
+    rt = kind_runtime(sandbox=False)
+    rt.build()
+    result = rt.run_command("whoami", "id -u", timeout_s=30)
+    assert result.ok and result.stdout.strip() == str(os.getuid())
+    assert rt.isolation_info()["sandbox"] == "none" and "WITHOUT a sandbox" in rt.isolation_info()["warning"]
+
+
 def test_down_deletes_namespace_then_the_cluster_it_created(kind_runtime: Any) -> None:
     rt = kind_runtime(created=True)
     rt.build()
@@ -694,6 +749,31 @@ def test_up_refuses_cluster_scoped_manifests_before_applying(kind_runtime: Any) 
     with pytest.raises(SubmissionError, match="does not apply"):
         rt.up()
     assert not rt.kubectl_log.exists(), "nothing is applied when one object is refused"
+
+
+def test_cleanup_deletes_only_the_namespaces_of_dead_gradings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.isolation import records
+    from harness.runtimes import kind as kind_mod
+
+    monkeypatch.setenv("TAKEHOME_CACHE_DIR", str(tmp_path / "cache"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    records.write({"name": "grading-liverun", "grader_pid": os.getpid(), "work_dir": str(tmp_path / "w1")})
+    records.write({"name": "grading-deadrun", "grader_pid": dead.pid, "work_dir": str(tmp_path / "w2")})
+    assert records.live_gradings() == {"liverun"}
+    deleted: list[str] = []
+    monkeypatch.setattr(kind_mod, "cli_status", lambda: (True, "fake"))
+    monkeypatch.setattr(kind_mod.ops, "api_client", lambda kc, tmp: "api")
+    monkeypatch.setattr(kind_mod.ops, "grader_namespace_runs", lambda api: {
+        "takehome-deadrun": "deadrun", "takehome-liverun": "liverun", "takehome-norecord": "norecord"})
+    monkeypatch.setattr(kind_mod.ops, "delete_namespace", lambda api, ns, t: deleted.append(ns) or True)
+    cluster = FakeCluster(created=False)
+    cluster.exists = lambda: True  # type: ignore[attr-defined]
+    lines = kind_mod.cleanup_stale(cluster)  # type: ignore[arg-type]
+    assert deleted == ["takehome-deadrun", "takehome-norecord"], lines
+    assert any("takehome-liverun kept" in line for line in lines)
+    cluster.exists = lambda: False  # type: ignore[attr-defined]
+    assert "nothing to clean" in kind_mod.cleanup_stale(cluster)[0]  # type: ignore[arg-type]
 
 
 # --- end to end on a real kind cluster -------------------------------------------------------------

@@ -298,6 +298,8 @@ def isolation_summary(report: GradeReport) -> str:
                         f"{usage.get('pids_peak')} of {usage.get('max_pids')} processes")
         elif usage.get("why_not"):
             bits.append("no aggregate limits: " + clean(str(usage["why_not"])))
+        if iso.get("scope"):
+            bits.append(clean(str(iso["scope"])))
         return "; ".join(bits)
     return clean(str(iso.get("detail") or kind))
 

@@ -52,6 +52,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def live_gradings() -> set[str]:
+    """Run ids of the gradings whose grader process is still alive on this host (from their records)."""
+    folder = records_dir()
+    live: set[str] = set()
+    for path in sorted(folder.glob("grading-*.json")) if folder.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(int(rec.get("grader_pid") or 0)):
+            live.add(path.stem.removeprefix("grading-"))
+    return live
+
+
 def kill_if_same(pid: int | None, ctime: float | None) -> bool:
     """SIGKILL ``pid`` unless it is gone or now belongs to another process (its create time
     differs from ``ctime``; None skips that check). True when a signal was sent."""

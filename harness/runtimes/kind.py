@@ -7,9 +7,13 @@ policy, Pod Security, a namespace-bound ServiceAccount: see ``kube_namespace``).
 the rewritten manifests *as that ServiceAccount*, makes the named Service a NodePort on a port the
 kind config publishes on 127.0.0.1, and waits for the rollout and a ready endpoint.
 
-Candidate commands (setup, deploy, rollback) run on the host with ``bash -c`` in a scrubbed
-environment whose ``KUBECONFIG`` holds only the ServiceAccount's token; the admin kubeconfig is
-kept in memory. ``down`` deletes the namespace and waits for it, then deletes the cluster if this
+Candidate commands (setup, deploy, rollback, and ``kubectl kustomize`` of its kustomization) run
+on the host in the same bubblewrap sandbox the local runtime uses (``harness.isolation``): a fresh
+root with the system read-only, the checkout and a home writable, nothing else of the machine, an
+unprivileged uid, and a network namespace that reaches only the API server and the published node
+ports (relayed at the same addresses). Their environment is scrubbed and ``KUBECONFIG`` holds only
+the ServiceAccount's token; the admin kubeconfig is kept in memory. ``local.sandbox: false``
+(``--unsafe-local``) runs them unsandboxed, and the report says so. ``down`` deletes the namespace and waits for it, then deletes the cluster if this
 run created it, unless ``TAKEHOME_KEEP_CLUSTER=1`` (which keeps cluster and namespace to inspect)
 or another grading's namespace is still there.
 """
@@ -31,6 +35,9 @@ import yaml
 from harness import processes
 from harness.contract import ContractError, KindRuntime as KindSection
 from harness.errors import GraderFault, SubmissionError
+from harness.isolation import bwrap, policy
+from harness.isolation.logcap import CappedSink
+from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
 from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
@@ -42,6 +49,11 @@ from harness.sandbox import FORBIDDEN, limits_preexec, scrubbed_env
 KEEP_ENV = "TAKEHOME_KEEP_CLUSTER"
 #: Lines of each container's log read by ``logs()`` (a grading sends a few thousand requests).
 LOG_TAIL_LINES = 50_000
+#: API server hosts the sandbox reaches through a relay; any other host means sharing the host network.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+#: What the sandbox covers on this runtime (the report's isolation line).
+SANDBOX_SCOPE = ("host-side commands (setup, deploy, rollback, kustomize, apply) in the sandbox; the service in "
+                 "pods under the namespace's quota, limits, Pod Security and NetworkPolicy")
 
 
 class KindRuntime(Runtime):
@@ -71,6 +83,10 @@ class KindRuntime(Runtime):
         self._undo_registered = False
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._sandbox: bwrap.Sandbox | None = None
+        self._sinks: list[CappedSink] = []
+        self.isolation: dict[str, object] = {"sandbox": "bubblewrap" if ctx.config.local.sandbox else "none",
+                                             "scope": SANDBOX_SCOPE}
 
     # --- availability, contract ---------------------------------------------------------------
 
@@ -147,6 +163,7 @@ class KindRuntime(Runtime):
         kubeconfig = kns.candidate_kubeconfig(server, ca, ops.request_token(self._api, self.namespace),
                                               self.namespace, f"kind-{self.cluster.name}")
         self._kubeconfig = kns.write_private(self.kube_dir / "candidate.kubeconfig", kubeconfig)
+        self._share_kubeconfig()
         self.ctx.progress(f"kind: namespace {self.namespace} ready; commands use {self._kubeconfig}")
 
     # --- build --------------------------------------------------------------------------------
@@ -154,6 +171,9 @@ class KindRuntime(Runtime):
     def build(self) -> None:
         started = time.monotonic()
         section = self._section()
+        # Before the image build (minutes): a machine that cannot sandbox says so at once.
+        policy.require(self.ctx.config.local.sandbox, self.isolation, self.ctx.progress,
+                       "the candidate's host-side commands")
         self._register_undo()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.build_info = build_candidate_image(self.repo_dir, section.dockerfile, section.context, self.image,
@@ -179,7 +199,10 @@ class KindRuntime(Runtime):
         section = self._section()
         self._ensure_namespace()
         path = manifests.resolve_manifests_path(self.repo_dir, section.manifests)
-        text, how = manifests.render_manifests(path, self._kubectl(), env=self.command_env())
+        box = self._ensure_sandbox()
+        text, how = manifests.render_manifests(path, self._kubectl(), env=self.command_env(),
+                                               wrap=(lambda argv: box.wrap(argv, self.repo_dir)) if box else None,
+                                               preexec=box.preexec() if box else None)
         rewritten = manifests.rewrite(manifests.parse_documents(text, section.manifests), namespace=self.namespace,
                                       run_id=self.ctx.run_id, placeholder=section.image_placeholder,
                                       image=self.image, service_name=section.service, env=self.pod_env())
@@ -241,8 +264,72 @@ class KindRuntime(Runtime):
         # Last: never overridden. Without a kubeconfig yet, point at an empty file, never at ~/.kube.
         values["KUBECONFIG"] = str(self._kubeconfig or os.devnull)
         values[processes.RUN_ID_ENV] = self.ctx.run_id
-        tool_dirs = sorted({str(Path(p).parent) for p in (shutil.which("kubectl"),) if p})
-        return scrubbed_env(values, tool_dirs, home, tmp)
+        env = scrubbed_env(values, [str(d) for d in self._tool_dirs()], home, tmp)
+        if self.ctx.config.local.sandbox:
+            env.update({"TMPDIR": "/tmp", "USER": "candidate", "LOGNAME": "candidate"})  # the sandbox's own /tmp
+        return env
+
+    def _tool_dirs(self) -> list[Path]:
+        """Where the tools candidate commands may use (kubectl) live, for PATH and the sandbox."""
+        return sorted({Path(self._kubectl()).resolve().parent} if Path(self._kubectl()).is_absolute() else set())
+
+    # --- the sandbox of candidate commands ------------------------------------------------------
+
+    def _ensure_sandbox(self) -> bwrap.Sandbox | None:
+        """The sandbox candidate commands run in, started on first use (None when unsandboxed)."""
+        if not self.ctx.config.local.sandbox:
+            return None
+        if self._sandbox is None:
+            self._ensure_cluster()
+            home = self.ctx.work_dir / "home"
+            for path in (home, self.state_dir, self.kube_dir):
+                path.mkdir(parents=True, exist_ok=True)
+            ports, network = self._sandbox_ports()
+            system = tuple(Path(d) for d in bwrap.SYSTEM_DIRS)
+            tools = [d for d in self._tool_dirs() if not any(d.is_relative_to(s) for s in system)]
+            box = bwrap.Sandbox(name=f"kind-{self.ctx.run_id}", writable=[self.repo_dir, home, self.state_dir],
+                                readonly=[*bwrap.grader_python_dirs(), self.kube_dir, *tools], network=network,
+                                relays=Relays(outbound=ports), limits=policy.limits_from(self.ctx.config.local),
+                                chdir=self.repo_dir, progress=self.ctx.progress)
+            self._sandbox = box  # before start(): down() stops a half-started one
+            box.start()
+            self._share_kubeconfig()
+            reach = ("the host network (the API server is not on loopback)" if network else
+                     f"loopback, ports {', '.join(map(str, ports))} relayed (API server, node ports)")
+            self.ctx.progress(f"kind: command sandbox up (uid {box.uid}; network: {reach})")
+        return self._sandbox
+
+    def _sandbox_ports(self) -> tuple[tuple[int, ...], bool]:
+        """(ports relayed into the sandbox, whether it must share the host network instead).
+
+        A kind cluster's API server listens on 127.0.0.1, and so do its published node ports: the
+        sandbox reaches exactly those through relays at the same port numbers, so the kubeconfig
+        and ``$TAKEHOME_ENDPOINT`` work unchanged inside. A remote API server cannot be relayed
+        that way; the commands then share the host network, and the report notes it.
+        """
+        server, _ca = kns.admin_endpoint(self._admin)
+        url = urlparse(server)
+        if url.hostname not in LOOPBACK_HOSTS:
+            self.isolation.setdefault("notes", []).append(  # type: ignore[union-attr]
+                f"the API server ({url.hostname}) is not on loopback: candidate commands share the host network")
+            return (), True
+        api_port = url.port or (443 if url.scheme == "https" else 80)
+        return tuple(sorted({api_port, *usable_node_ports(self.cluster, self._docker())})), False
+
+    def _share_kubeconfig(self) -> None:
+        """The sandbox user must read the namespace's kubeconfig (it holds only that namespace's token)."""
+        box = self._sandbox
+        if box is not None and box.as_root and self._kubeconfig is not None and self._kubeconfig.exists():
+            os.chown(self._kubeconfig, box.uid, box.gid)
+
+    def _sink(self, path: Path) -> CappedSink:
+        sink = CappedSink(path, self.ctx.config.local.log_mb * 2**20)
+        self._sinks.append(sink)
+        return sink
+
+    def isolation_info(self) -> dict[str, object]:
+        """How the candidate's commands were isolated, and every limit they ran into (for the report)."""
+        return policy.with_dropped_output(self.isolation, self._sinks, self.ctx.config.local.log_mb)
 
     def run_command(self, name: str, command: str, timeout_s: float,
                     env: dict[str, str] | None = None) -> CommandResult:
@@ -262,10 +349,17 @@ class KindRuntime(Runtime):
             stem.parent.mkdir(parents=True, exist_ok=True)
             out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
             cfg = self.ctx.config.local
-            with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=proc_env, timeout_s=timeout_s, stdout=out,
-                                           stderr=err, preexec=limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds,
-                                                                              cfg.max_open_files))
+            box = self._ensure_sandbox()
+            run_argv = box.wrap(argv, self.repo_dir) if box is not None else argv
+            preexec = (box.preexec() if box is not None else
+                       limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files))
+            out, err = self._sink(out_path), self._sink(err_path)
+            try:
+                code, stop = spawn_bounded(run_argv, cwd=self.repo_dir, env=proc_env, timeout_s=timeout_s,
+                                           stdout=out.fd, stderr=err.fd, preexec=preexec)
+            finally:
+                out.wait()
+                err.wait()
             result = CommandResult(name, shown, code, read_clipped(out_path, 20_000), read_clipped(err_path, 20_000),
                                    time.monotonic() - started, stop is not None)
         except Exception as exc:  # noqa: BLE001 - reports failures, never raises
@@ -348,6 +442,10 @@ class KindRuntime(Runtime):
         info = self.teardown_info
         info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
         errors: list[str] = []
+        if self._sandbox is not None:  # first: nothing of the candidate's runs on while its namespace goes
+            result = self._sandbox.stop()
+            info["sandbox_killed"] = len(result.get("killed") or [])  # type: ignore[arg-type]
+            policy.record_stop(self._sandbox, result, self.isolation)
         if self.keep and (self._api is not None or self.cluster.created):
             info["kept"] = (f"cluster {self.cluster.name} and namespace {self.namespace} kept ({KEEP_ENV}=1): "
                             f"kind export kubeconfig --name {self.cluster.name}; kubectl -n {self.namespace} get all; "
@@ -380,3 +478,37 @@ class KindRuntime(Runtime):
         if errors:
             info["errors"] = errors
             raise GraderFault("kind: teardown left resources behind", details="\n".join(errors))
+
+
+def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0) -> list[str]:
+    """Delete the namespaces of gradings that are no longer running (e.g. a SIGKILLed grader).
+
+    A namespace belongs to a grading by its run-id label; it is spared while that grading's record
+    names a live grader process on this host. Returns one line per namespace deleted or a line
+    saying why nothing was looked at. The cluster itself is kept (the next grading reuses it).
+    """
+    from harness.isolation.records import live_gradings
+
+    cluster = cluster or KindCluster()
+    ok, why = cli_status()
+    if not ok:
+        return [f"nothing to clean ({why})"]
+    try:
+        if not cluster.exists():
+            return [f"no cluster {cluster.name!r}: nothing to clean"]
+        private = Path(tempfile.mkdtemp(prefix="takehome-kube-"))
+        try:
+            api = ops.api_client(cluster.kubeconfig(), private)
+            live = live_gradings()
+            done: list[str] = []
+            for namespace, run_id in sorted(ops.grader_namespace_runs(api).items()):
+                if run_id in live:
+                    done.append(f"namespace {namespace} kept: its grading is still running")
+                    continue
+                gone = ops.delete_namespace(api, namespace, timeout_s)
+                done.append(f"namespace {namespace} deleted" + ("" if gone else " (still terminating)"))
+            return done or [f"cluster {cluster.name!r}: no namespace left behind"]
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+    except GraderFault as exc:
+        return [f"could not clean cluster {cluster.name!r}: {exc}"]

@@ -11,6 +11,7 @@ reason), and prepares the named Service to become a NodePort on a port the kind 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,18 +107,20 @@ def resolve_manifests_path(repo_dir: Path, rel: str) -> Path:
 
 
 def render_manifests(path: Path, kubectl: str = "kubectl", env: dict[str, str] | None = None,
-                     timeout_s: float = KUSTOMIZE_TIMEOUT_S) -> tuple[str, str]:
+                     timeout_s: float = KUSTOMIZE_TIMEOUT_S, wrap: Callable[[list[str]], list[str]] | None = None,
+                     preexec: Callable[[], None] | None = None) -> tuple[str, str]:
     """The manifests as one YAML stream, and how they were read (for the report).
 
     A kustomization is rendered with ``kubectl kustomize`` (locally; no plugins, no Helm); a
     directory is read like ``kubectl apply -f DIR`` (its ``.yaml``/``.yml``/``.json`` files, not
-    sub-directories, in name order); a file is read as is.
+    sub-directories, in name order); a file is read as is. ``wrap`` and ``preexec`` run
+    ``kubectl kustomize`` in the candidate's sandbox: the kustomization is candidate input.
     """
     if is_kustomization(path):
         argv = [kubectl, "kustomize", str(path)]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(wrap(argv) if wrap else argv, capture_output=True, text=True, timeout=timeout_s,
+                                  env=env, stdin=subprocess.DEVNULL, preexec_fn=preexec)
         except subprocess.TimeoutExpired:
             raise SubmissionError(f"kubectl kustomize did not finish within {timeout_s:.0f}s",
                                   command=" ".join(argv)) from None

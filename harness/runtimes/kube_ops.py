@@ -227,6 +227,11 @@ def delete_namespace(api: Any, namespace: str, timeout_s: float) -> bool:
 
 def grader_namespaces(api: Any) -> list[str]:
     """Every namespace any grading run created (by label), e.g. to decide whether a shared cluster is idle."""
+    return list(grader_namespace_runs(api))
+
+
+def grader_namespace_runs(api: Any) -> dict[str, str]:
+    """{namespace: run id} of every namespace a grading run created (by label)."""
     from kubernetes import client
 
     try:
@@ -234,4 +239,4 @@ def grader_namespaces(api: Any) -> list[str]:
                                                      _request_timeout=API_TIMEOUT_S).items
     except Exception as exc:  # noqa: BLE001
         raise _fault("listing namespaces", exc) from None
-    return [ns.metadata.name for ns in items]
+    return {ns.metadata.name: (ns.metadata.labels or {}).get(RUN_LABEL, "") for ns in items}

@@ -23,7 +23,7 @@ from typing import ClassVar
 from harness import processes
 from harness.contract import ContractError, LocalRuntime as LocalSection
 from harness.errors import GraderFault, HarnessError, SubmissionError
-from harness.isolation import bwrap
+from harness.isolation import bwrap, policy
 from harness.isolation.logcap import CappedSink
 from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
@@ -155,24 +155,11 @@ class LocalRuntime(Runtime):
         return limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files)
 
     def _sandbox_limits(self) -> bwrap.SandboxLimits:
-        cfg = self.ctx.config.local
-        return bwrap.SandboxLimits(memory_mb=cfg.memory_limit_mb, max_pids=cfg.max_processes,
-                                   cpu_seconds=cfg.cpu_seconds, max_open_files=cfg.max_open_files,
-                                   file_size_mb=cfg.file_size_mb, tmp_mb=cfg.tmp_mb, disk_mb=cfg.disk_mb,
-                                   log_mb=cfg.log_mb)
+        return policy.limits_from(self.ctx.config.local)
 
     def _check_sandbox(self) -> None:
         """Refuse to run candidate code unsandboxed unless the hiring team said so."""
-        if not self.sandboxed:
-            self.isolation["warning"] = ("graded WITHOUT a sandbox (--unsafe-local): candidate code ran as the "
-                                         "grader's user with a scrubbed environment and per-process rlimits only")
-            self.ctx.progress("warning: " + str(self.isolation["warning"]))
-            return
-        ok, why = bwrap.probe()
-        if not ok:
-            raise GraderFault(f"the local runtime runs candidate code in a bubblewrap sandbox, and it cannot "
-                              f"here: {why}. Fix: {bwrap.install_hint()}.")
-        self.isolation["sandbox_detail"] = why
+        policy.require(self.sandboxed, self.isolation, self.ctx.progress)
 
     def _outbound_ports(self) -> tuple[int, ...]:
         """Grader ports the candidate must reach (the webhook receiver), from the URLs it is given."""
@@ -219,15 +206,7 @@ class LocalRuntime(Runtime):
 
     def isolation_info(self) -> dict[str, object]:
         """How candidate code was isolated, and every limit it ran into (for the report)."""
-        dropped = {s.path.name: s.dropped for s in self._sinks if s.dropped}
-        info = dict(self.isolation)
-        if dropped:
-            info["output_dropped_bytes"] = dropped
-            hits = list(info.get("limits_hit", []))  # type: ignore[call-overload]
-            hits.append(f"log limit hit: {sum(dropped.values()) / 2**20:.1f} MB of output past the "
-                        f"{self.ctx.config.local.log_mb} MB cap per stream was dropped ({', '.join(dropped)})")
-            info["limits_hit"] = hits
-        return info
+        return policy.with_dropped_output(self.isolation, self._sinks, self.ctx.config.local.log_mb)
 
     # --- build --------------------------------------------------------------------------------
 
@@ -517,12 +496,5 @@ class LocalRuntime(Runtime):
         info["killed"] = [*info["killed"], *result["killed"]]  # type: ignore[misc]
         info["survivors"] = result["survivors"]
         info["seconds"] = round(time.monotonic() - started, 2)
-        usage = result.get("usage") or {}
-        self.isolation["usage"] = usage
-        self.isolation["uid"] = self._sandbox.uid
-        self.isolation["disk_growth_peak_mb"] = self._sandbox.disk_peak_mb
-        hits = [*self.isolation.get("build_limits_hit", []), *self._sandbox.limits_hit(usage)]  # type: ignore[misc]
-        if hits:
-            self.isolation["limits_hit"] = hits
-        if self._sandbox.notes:
-            self.isolation["notes"] = list(self._sandbox.notes)
+        policy.record_stop(self._sandbox, result, self.isolation,
+                           list(self.isolation.get("build_limits_hit", [])))  # type: ignore[call-overload]
