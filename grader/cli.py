@@ -51,7 +51,7 @@ def exit_code_for(status: str, score: float, min_score: float | None) -> Exit:
 @app.command()
 def grade(
     repo: str = typer.Option(..., "--repo", "-r", help="Candidate repo: a git URL or a local path."),
-    runtime: str = typer.Option("local", "--runtime", help="Where to deploy it: local, docker or kind."),
+    runtime: str = typer.Option("local", "--runtime", help="Where to deploy it: local, docker, kind (a kind cluster it makes or reuses) or kubernetes (the cluster the grader config's kubernetes: section names)."),
     ref: Optional[str] = typer.Option(None, "--ref", help="Commit, tag or branch to grade (default: as fetched)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grader config YAML (overrides the "
                                           "shipped defaults key by key; see grader/defaults.yaml)."),
@@ -145,7 +145,7 @@ def runtimes() -> None:
             ok, why = get(name).is_available()
         except Exception as exc:  # noqa: BLE001 - report, don't crash
             ok, why = False, str(exc)
-        out.print(f"{name:7s} {'available' if ok else 'unavailable'}{'' if ok else ': ' + why}")
+        out.print(f"{name:10s} {'available' if ok else 'unavailable'}: {why}", markup=False)
 
 
 @app.command()

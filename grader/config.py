@@ -114,6 +114,36 @@ class LocalConfig(_Strict):
         return Path(os.environ.get("TAKEHOME_CACHE_DIR", "~/.cache/takehome")).expanduser()
 
 
+class KubernetesConfig(_Strict):
+    """The existing cluster the ``kubernetes`` runtime grades on (kind makes its own; see k8s/README.md)."""
+
+    #: Kubeconfig file; None: $KUBECONFIG, else ~/.kube/config.
+    kubeconfig: str | None = None
+    #: Context in it; None: its current context.
+    context: str | None = None
+    #: Registry the candidate image is pushed to (e.g. ``registry.example.com/takehome``); the
+    #: nodes must be able to pull from it. One of ``registry`` and ``load_command`` is required.
+    registry: str | None = None
+    #: Instead of a registry: a command that makes a local image available on the nodes, with
+    #: ``{image}`` for the ref (e.g. ``kind load docker-image {image} --name dev`` or
+    #: ``minikube image load {image}``). Runs on the grader's host with its environment.
+    load_command: str | None = None
+    #: Where the grader reaches a NodePort; None: the first node's InternalIP.
+    node_address: str | None = None
+    #: NodePorts the grader may give candidates' Services (one per concurrent grading).
+    node_ports: list[int] = Field(default_factory=lambda: list(range(30080, 30090)), min_length=1)
+    #: Address pods reach the grader at (the drift webhook); None: this host's address on the
+    #: route to the node address.
+    grader_host: str | None = None
+
+    @model_validator(mode="after")
+    def _ports_in_range(self) -> "KubernetesConfig":
+        bad = [p for p in self.node_ports if not 30000 <= p <= 32767]
+        if bad:
+            raise ValueError(f"kubernetes.node_ports: {bad} outside the NodePort range 30000-32767")
+        return self
+
+
 class RubricItem(_Strict):
     points: float = Field(ge=0)
     title: str
@@ -147,6 +177,7 @@ class GraderConfig(_Strict):
     thresholds: Thresholds
     timeouts: Timeouts
     local: LocalConfig
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     rubric: dict[str, RubricSection]
 
     @model_validator(mode="after")

@@ -543,14 +543,32 @@ class FakeCluster:
     def kubeconfig(self) -> dict[str, Any]:
         return ADMIN
 
-    def load_images(self, images: list[str]) -> None:
+    context_name = "kind-takehome"
+
+    def describe(self) -> str:
+        return "kind cluster 'takehome'"
+
+    def publish_images(self, images: list[str], _client: Any, _progress: Any = None) -> list[str]:
         self.loaded = list(images)
+        return list(images)
 
     def port_bindings(self, _client: Any) -> dict[int, str]:
         return {30080: "127.0.0.1", 30081: "127.0.0.1"}
 
-    def gateway(self, _client: Any) -> str:
+    def node_ports(self, client: Any) -> list[int]:
+        from harness.runtimes.kube_cluster import usable_node_ports
+
+        return usable_node_ports(self, client)  # type: ignore[arg-type]
+
+    def node_address(self, _api: Any) -> str:
+        return "127.0.0.1"
+
+    def grader_host(self, _client: Any) -> str:
         return "172.18.0.1"
+
+    def unload_images(self, images: list[str], _client: Any) -> list[str]:
+        self.unloaded = list(images)
+        return list(images)
 
     def delete(self) -> None:
         self.deleted += 1
@@ -716,7 +734,7 @@ def test_down_deletes_namespace_then_the_cluster_it_created(kind_runtime: Any) -
     rt.build()
     rt.down()
     assert rt.record["deleted_ns"] == 1 and rt.cluster.deleted == 1
-    assert rt.teardown_info["cluster_deleted"] is True
+    assert rt.teardown_info["cluster_deleted"] is True and not hasattr(rt.cluster, "unloaded")
     rt.down()  # idempotent
     assert rt.record["deleted_ns"] == 1 and rt.cluster.deleted == 1 and rt.teardown_info["calls"] == 2
 
@@ -726,6 +744,7 @@ def test_down_spares_a_shared_or_reused_cluster(kind_runtime: Any) -> None:
     reused.build()
     reused.down()
     assert reused.record["deleted_ns"] == 1 and reused.cluster.deleted == 0
+    assert reused.cluster.unloaded == [IMAGE], "the run's own image leaves the node; the shared alias stays"
     shared = kind_runtime(created=True)
     shared.record["others"].append("takehome-otherrun")
     shared.build()

@@ -42,7 +42,7 @@ from harness.processes import spawn_bounded
 from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
 from harness.runtimes.kube_image import build_candidate_image, remove_images, tag_alias
-from harness.runtimes.kube_cluster import KindCluster, cli_status, usable_node_ports
+from harness.runtimes.kube_cluster import KindCluster, cli_status
 from harness.runtimes.local import LOG_FILE_CAP, read_clipped, read_tail
 from harness.sandbox import FORBIDDEN, limits_preexec, scrubbed_env
 
@@ -65,7 +65,8 @@ class KindRuntime(Runtime):
         super().__init__(ctx)
         self.cluster = KindCluster()
         self.namespace = kns.namespace_name(ctx.run_id)
-        self.image = f"takehome-candidate:{ctx.run_id}"
+        self.image = f"takehome-candidate:{ctx.run_id}"  # the local tag the build gives
+        self.pod_image = self.image  # what pods run: the same on kind, the pushed ref with a registry
         self.repo_dir = ctx.repo_dir.resolve()
         self.kube_dir, self.logs_dir, self.state_dir = (ctx.work_dir / d for d in ("kube", "logs", "state"))
         self.keep = os.environ.get(KEEP_ENV) == "1" or bool(getattr(ctx, "keep", False))
@@ -77,6 +78,7 @@ class KindRuntime(Runtime):
         self._private: Path | None = None  # the API client's certificate files: private, never in work_dir
         self._gateway: str | None = None
         self._node_port: int | None = None
+        self._node_address = "127.0.0.1"
         self._kubeconfig: Path | None = None
         self._images: list[str] = []
         self._pod_logs: dict[str, str] = {}  # last logs of every pod seen, kept after the pod is gone
@@ -114,7 +116,7 @@ class KindRuntime(Runtime):
     def _register_undo(self) -> None:
         if not self._undo_registered:  # before the first resource exists: a crash cannot leak it
             timeout = self.ctx.config.timeouts.teardown + 150  # namespace wait, then cluster deletion
-            self.ctx.cleanup.push(f"kind: delete namespace {self.namespace} (and the cluster if this run made it)",
+            self.ctx.cleanup.push(f"{self.name}: delete namespace {self.namespace} (and the cluster if this run made it)",
                                   self.down, timeout_s=timeout)
             self._undo_registered = True
 
@@ -124,9 +126,9 @@ class KindRuntime(Runtime):
         if self._api is not None:
             return
         self._register_undo()
-        self.ctx.progress(f"kind: using cluster {self.cluster.name!r} ...")
+        self.ctx.progress(f"{self.name}: using {self.cluster.describe()} ...")
         created = self.cluster.ensure()
-        self.ctx.progress(f"kind: cluster {self.cluster.name!r} {'created' if created else 'reused'}")
+        self.ctx.progress(f"{self.name}: {self.cluster.describe()} {'created' if created else 'reused'}")
         self._admin = self.cluster.kubeconfig()  # in memory only
         self._private = self._private or Path(tempfile.mkdtemp(prefix="takehome-kube-"))
         self._api = ops.api_client(self._admin, self._private)
@@ -140,7 +142,7 @@ class KindRuntime(Runtime):
         """The gateway of kind's Docker network: pods reach the host (a server on 0.0.0.0) there."""
         if self._gateway is None:
             self._ensure_cluster()
-            self._gateway = self.cluster.gateway(self._docker())
+            self._gateway = self.cluster.grader_host(self._docker())
         return self._gateway
 
     def pod_env(self) -> dict[str, str]:
@@ -161,10 +163,10 @@ class KindRuntime(Runtime):
         ops.create_objects(self._api, docs)
         server, ca = kns.admin_endpoint(self._admin)
         kubeconfig = kns.candidate_kubeconfig(server, ca, ops.request_token(self._api, self.namespace),
-                                              self.namespace, f"kind-{self.cluster.name}")
+                                              self.namespace, self.cluster.context_name)
         self._kubeconfig = kns.write_private(self.kube_dir / "candidate.kubeconfig", kubeconfig)
         self._share_kubeconfig()
-        self.ctx.progress(f"kind: namespace {self.namespace} ready; commands use {self._kubeconfig}")
+        self.ctx.progress(f"{self.name}: namespace {self.namespace} ready; commands use {self._kubeconfig}")
 
     # --- build --------------------------------------------------------------------------------
 
@@ -185,10 +187,11 @@ class KindRuntime(Runtime):
             # So that a deploy command applying its own manifests finds the image under the placeholder too.
             tag_alias(self.image, alias)
             self._images.append(alias)
-        self.ctx.progress(f"kind: loading {', '.join(self._images)} into the cluster ...")
-        self.cluster.load_images(self._images)
+        self.ctx.progress(f"{self.name}: loading {', '.join(self._images)} into the cluster ...")
+        self.pod_image = self.cluster.publish_images(self._images, self._docker(), self.ctx.progress)[0]
         self._ensure_namespace()
         self.build_info.update({"cluster": self.cluster.name, "cluster_created": self.cluster.created,
+                                "pod_image": self.pod_image,
                                 "namespace": self.namespace, "images_loaded": list(self._images)})
         run_setup(self, section.setup, self.build_info)
         self.build_info["seconds"] = round(time.monotonic() - started, 2)
@@ -205,31 +208,32 @@ class KindRuntime(Runtime):
                                                preexec=box.preexec() if box else None)
         rewritten = manifests.rewrite(manifests.parse_documents(text, section.manifests), namespace=self.namespace,
                                       run_id=self.ctx.run_id, placeholder=section.image_placeholder,
-                                      image=self.image, service_name=section.service, env=self.pod_env())
+                                      image=self.pod_image, service_name=section.service, env=self.pod_env())
         self.notes = [f"manifests: {how}", *rewritten.notes]
         applied = self.kube_dir / "applied.yaml"
         applied.write_text(rewritten.yaml())
         argv = [self._kubectl(), "apply", "-f", str(applied)]
-        self.ctx.progress(f"kind: kubectl apply ({len(rewritten.documents)} objects, as {kns.CANDIDATE_SA})")
+        self.ctx.progress(f"{self.name}: kubectl apply ({len(rewritten.documents)} objects, as {kns.CANDIDATE_SA})")
         result = self._run(argv, "kubectl apply", self.ctx.config.timeouts.deploy)
         if not result.ok:
             raise SubmissionError("kubectl apply of your manifests failed (it runs as the namespace's "
                                   "ServiceAccount: objects outside the namespace are forbidden)",
                                   command=" ".join(argv), details=clip(result.stdout + result.stderr, 6000))
         self._node_port = ops.expose(self._api, self.namespace, section.service, self.ctx.contract.serving.port,
-                                     manifests.pick_node_port(usable_node_ports(self.cluster, self._docker()),
+                                     manifests.pick_node_port(self.cluster.node_ports(self._docker()),
                                                               ops.used_node_ports(self._api)))
-        self.ctx.progress(f"kind: Service {section.service} is NodePort {self._node_port}; waiting for the rollout")
+        self._node_address = self.cluster.node_address(self._api)
+        self.ctx.progress(f"{self.name}: Service {section.service} is NodePort {self._node_port}; waiting for the rollout")
         started = time.monotonic()
         ops.wait_rollout(self._api, self.namespace, self.ctx.config.timeouts.start, self.ctx.progress)
         remaining = max(10.0, self.ctx.config.timeouts.start - (time.monotonic() - started))
         ready = ops.wait_endpoints(self._api, self.namespace, section.service, remaining)
-        self.ctx.progress(f"kind: rolled out; {len(ready)} ready endpoint(s) behind {section.service}")
+        self.ctx.progress(f"{self.name}: rolled out; {len(ready)} ready endpoint(s) behind {section.service}")
 
     def endpoint(self) -> str:
         if self._node_port is None:
-            raise GraderFault("the kind runtime has no endpoint before up()")
-        return f"http://127.0.0.1:{self._node_port}"
+            raise GraderFault(f"the {self.name} runtime has no endpoint before up()")
+        return f"http://{self._node_address}:{self._node_port}"
 
     def _ensure_node_port(self) -> None:
         """Put the NodePort back if a candidate command re-applied the Service without it."""
@@ -256,7 +260,7 @@ class KindRuntime(Runtime):
             path.mkdir(parents=True, exist_ok=True)
         values = {"PORT": str(self.ctx.contract.serving.port), "TAKEHOME_RUNTIME": "kind",
                   "TAKEHOME_STATE_DIR": str(self.state_dir), "TAKEHOME_NAMESPACE": self.namespace,
-                  "TAKEHOME_IMAGE": self.image}
+                  "TAKEHOME_IMAGE": self.pod_image}
         if self._node_port is not None:
             values["TAKEHOME_ENDPOINT"] = self.endpoint()
         values.update(self.ctx.candidate_env)
@@ -296,7 +300,7 @@ class KindRuntime(Runtime):
             self._share_kubeconfig()
             reach = ("the host network (the API server is not on loopback)" if network else
                      f"loopback, ports {', '.join(map(str, ports))} relayed (API server, node ports)")
-            self.ctx.progress(f"kind: command sandbox up (uid {box.uid}; network: {reach})")
+            self.ctx.progress(f"{self.name}: command sandbox up (uid {box.uid}; network: {reach})")
         return self._sandbox
 
     def _sandbox_ports(self) -> tuple[tuple[int, ...], bool]:
@@ -314,7 +318,12 @@ class KindRuntime(Runtime):
                 f"the API server ({url.hostname}) is not on loopback: candidate commands share the host network")
             return (), True
         api_port = url.port or (443 if url.scheme == "https" else 80)
-        return tuple(sorted({api_port, *usable_node_ports(self.cluster, self._docker())})), False
+        node = self.cluster.node_address(self._api)
+        if node not in LOOPBACK_HOSTS:
+            self.isolation.setdefault("notes", []).append(  # type: ignore[union-attr]
+                f"node ports are reached at {node}, not on loopback: candidate commands share the host network")
+            return (), True
+        return tuple(sorted({api_port, *self.cluster.node_ports(self._docker())})), False
 
     def _share_kubeconfig(self) -> None:
         """The sandbox user must read the namespace's kubeconfig (it holds only that namespace's token)."""
@@ -447,10 +456,11 @@ class KindRuntime(Runtime):
             info["sandbox_killed"] = len(result.get("killed") or [])  # type: ignore[arg-type]
             policy.record_stop(self._sandbox, result, self.isolation)
         if self.keep and (self._api is not None or self.cluster.created):
-            info["kept"] = (f"cluster {self.cluster.name} and namespace {self.namespace} kept ({KEEP_ENV}=1): "
-                            f"kind export kubeconfig --name {self.cluster.name}; kubectl -n {self.namespace} get all; "
-                            f"clean up with: kind delete cluster --name {self.cluster.name}")
-            self.ctx.progress(f"kind: {info['kept']}")
+            info["kept"] = (f"namespace {self.namespace} of {self.cluster.describe()} kept ({KEEP_ENV}=1): "
+                            f"kubectl --context {self.cluster.context_name} -n {self.namespace} get all; clean up with: "
+                            + (f"kind delete cluster --name {self.cluster.name}" if self.cluster.created else
+                               f"kubectl --context {self.cluster.context_name} delete namespace {self.namespace}"))
+            self.ctx.progress(f"{self.name}: {info['kept']}")
         else:
             others: list[str] = []
             if self._api is not None:
@@ -470,14 +480,17 @@ class KindRuntime(Runtime):
                     self.cluster.created = False
                 except GraderFault as exc:
                     errors.append(exc.describe())
-            info["images_removed"] = remove_images(self._images, self.image)
+            if self._images and not info.get("cluster_deleted"):  # a deleted cluster took its images along
+                # The run's own tag only: the placeholder alias may be another grading's by now.
+                info["node_images_removed"] = self.cluster.unload_images([self.image], self._docker())
+            info["images_removed"] = remove_images(list(dict.fromkeys([*self._images, self.pod_image])), self.image)
         if self._private is not None:
             shutil.rmtree(self._private, ignore_errors=True)
             self._private = None
         info["seconds"] = round(time.monotonic() - started, 2)
         if errors:
             info["errors"] = errors
-            raise GraderFault("kind: teardown left resources behind", details="\n".join(errors))
+            raise GraderFault(f"{self.name}: teardown left resources behind", details="\n".join(errors))
 
 
 def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0) -> list[str]:

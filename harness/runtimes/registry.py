@@ -15,6 +15,7 @@ _IMPLEMENTATIONS: dict[str, str] = {
     "local": "harness.runtimes.local:LocalRuntime",
     "docker": "harness.runtimes.docker:DockerRuntime",
     "kind": "harness.runtimes.kind:KindRuntime",
+    "kubernetes": "harness.runtimes.kubernetes:KubernetesRuntime",
 }
 
 NAMES: tuple[str, ...] = tuple(_IMPLEMENTATIONS)
