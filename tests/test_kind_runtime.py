@@ -240,6 +240,36 @@ def test_rewrite_refuses_kinds_outside_the_namespace_role(doc: dict[str, Any], n
     assert needle in err.value.details and doc["kind"] in err.value.details
 
 
+@pytest.mark.parametrize("change, needle", [
+    ({"securityContext": {"privileged": True}}, "privileged"),
+    ({"securityContext": {"capabilities": {"add": ["NET_ADMIN", "CHOWN"]}}}, "adds capabilities ['NET_ADMIN']"),
+    ({"ports": [{"containerPort": 8080, "hostPort": 80}]}, "hostPort 80"),
+])
+def test_rewrite_refuses_containers_that_break_pod_security_baseline(change: dict[str, Any], needle: str) -> None:
+    with pytest.raises(SubmissionError, match="Pod Security baseline") as err:
+        rewrite([deployment(**change), service()])
+    assert needle in err.value.details and "Deployment/fraud-v1" in err.value.details
+
+
+def test_rewrite_refuses_host_namespaces_and_host_paths() -> None:
+    dep = deployment()
+    pod = dep["spec"]["template"]["spec"]
+    pod.update(hostNetwork=True, volumes=[{"name": "root", "hostPath": {"path": "/"}}])
+    with pytest.raises(SubmissionError, match="Pod Security baseline") as err:
+        rewrite([dep, service()])
+    assert "hostNetwork: true" in err.value.details and "hostPath '/'" in err.value.details
+    from harness.runtimes import kube_podsecurity as podsec
+
+    assert podsec.violations(deployment()["spec"]["template"]["spec"]) == [], "a plain pod is fine"
+    assert podsec.violations({"containers": [{"name": "c", "securityContext": {"capabilities": {"add": ["CHOWN"]}}}]}) == []
+    assert podsec.guarantees_missing(36) == [] and "no Pod Security admission" in podsec.guarantees_missing(20)[0]
+
+
+def test_rewrite_pull_policy_follows_how_the_image_reached_the_nodes() -> None:
+    pushed = rewrite([deployment(), service()], pull_policy="IfNotPresent").documents
+    assert pushed[1]["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+
+
 def test_rewrite_requires_the_named_service() -> None:
     with pytest.raises(SubmissionError, match=r"no Service by that name \(Services found: \['other'\]\)"):
         rewrite([deployment(), service("other")])
@@ -343,6 +373,9 @@ def test_events_endpoints_and_deployments_format() -> None:
     slices = [{"endpoints": [{"addresses": ["10.244.0.5"], "conditions": {"ready": True}},
                              {"addresses": ["10.244.0.6"], "conditions": {"ready": False}}]}]
     assert kc.ready_endpoints(slices) == ["10.244.0.5"]
+    # Kubernetes 1.20 serves no EndpointSlice v1: the Endpoints object says the same.
+    endpoints = {"subsets": [{"addresses": [{"ip": "10.244.0.5"}], "notReadyAddresses": [{"ip": "10.244.0.6"}]}]}
+    assert kc.ready_addresses(endpoints) == ["10.244.0.5"] and kc.ready_addresses({}) == []
     dep_text = kc.format_deployments([deployment()])
     assert "fraud-v1: desired 1" in dep_text and PLACEHOLDER in dep_text
     assert kc.format_logs({"p/server (previous)": "line\n"}) == "==> p/server (previous) <==\nline"
@@ -544,6 +577,7 @@ class FakeCluster:
         return ADMIN
 
     context_name = "kind-takehome"
+    pull_policy = "Never"
 
     def describe(self) -> str:
         return "kind cluster 'takehome'"
@@ -597,6 +631,8 @@ def kind_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("TAKEHOME_KEEP_CLUSTER", raising=False)
     record: dict[str, Any] = {"created": [], "deleted_ns": 0, "others": []}
     monkeypatch.setattr(kind_mod.ops, "api_client", lambda kc, tmp: "api")
+    monkeypatch.setattr(kind_mod.ops, "server_version", lambda api: record["version"])
+    record["version"] = ("v1.36.1", 36)
     monkeypatch.setattr(kind_mod.ops, "create_objects", lambda api, docs: record["created"].extend(docs))
     monkeypatch.setattr(kind_mod.ops, "request_token", lambda api, ns: "tok-secret")
     monkeypatch.setattr(kind_mod.ops, "used_node_ports", lambda api: {30080})
@@ -727,6 +763,27 @@ def test_unsafe_local_runs_commands_unsandboxed_and_says_so(kind_runtime: Any) -
     result = rt.run_command("whoami", "id -u", timeout_s=30)
     assert result.ok and result.stdout.strip() == str(os.getuid())
     assert rt.isolation_info()["sandbox"] == "none" and "WITHOUT a sandbox" in rt.isolation_info()["warning"]
+
+
+def test_old_server_without_pod_security_gets_the_grader_check(kind_runtime: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.runtimes import kind as kind_mod
+
+    rt = kind_runtime()
+    rt.record["version"] = ("v1.20.2", 20)
+    privileged = {"metadata": {"name": "escape"},
+                  "spec": {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}}
+    pods: list[dict[str, Any]] = []
+    monkeypatch.setattr(kind_mod.collect, "snapshot", lambda api, ns: {"pods": pods})
+    deleted: list[str] = []
+    monkeypatch.setattr(kind_mod.ops, "delete_workloads", lambda api, ns: deleted.append(ns) or ["Deployment", "Pod"])
+    rt.build()
+    assert "Kubernetes v1.20.2" in rt.isolation["cluster"] and "no Pod Security admission" in rt.isolation["notes"][0]
+    assert rt.run_command("fine", "true", timeout_s=30).ok and not deleted
+    pods.append(privileged)
+    result = rt.run_command("deploy v2", "true", timeout_s=30)
+    assert not result.ok and "pod escape: container 'c': privileged" in result.error and deleted == [NS]
+    assert any("Pod Security baseline broken" in h for h in rt.isolation_info()["limits_hit"])
 
 
 def test_down_deletes_namespace_then_the_cluster_it_created(kind_runtime: Any) -> None:

@@ -276,6 +276,9 @@ def header_facts(report: GradeReport) -> list[tuple[str, str]]:
     hits = (report.isolation or {}).get("limits_hit") or []
     if hits:
         facts.append(("Limits hit", clean("; ".join(str(h) for h in hits))))
+    notes = (report.isolation or {}).get("notes") or []
+    if notes:
+        facts.append(("Isolation notes", clean("; ".join(str(n) for n in notes))))
     if report.grader_version:
         facts.append(("Grader", clean(report.grader_version)))
     return facts
@@ -300,6 +303,8 @@ def isolation_summary(report: GradeReport) -> str:
             bits.append("no aggregate limits: " + clean(str(usage["why_not"])))
         if iso.get("scope"):
             bits.append(clean(str(iso["scope"])))
+        if iso.get("cluster"):
+            bits.append(clean(str(iso["cluster"])))
         return "; ".join(bits)
     return clean(str(iso.get("detail") or kind))
 

@@ -20,6 +20,7 @@ or another grading's namespace is still there.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -40,6 +41,7 @@ from harness.isolation.logcap import CappedSink
 from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
 from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
+from harness.runtimes import kube_podsecurity as podsec
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
 from harness.runtimes.kube_image import build_candidate_image, remove_images, tag_alias
 from harness.runtimes.kube_cluster import KindCluster, cli_status
@@ -79,6 +81,7 @@ class KindRuntime(Runtime):
         self._gateway: str | None = None
         self._node_port: int | None = None
         self._node_address = "127.0.0.1"
+        self._police = False  # check pods against Pod Security baseline after commands (servers without PSA)
         self._kubeconfig: Path | None = None
         self._images: list[str] = []
         self._pod_logs: dict[str, str] = {}  # last logs of every pod seen, kept after the pod is gone
@@ -132,6 +135,15 @@ class KindRuntime(Runtime):
         self._admin = self.cluster.kubeconfig()  # in memory only
         self._private = self._private or Path(tempfile.mkdtemp(prefix="takehome-kube-"))
         self._api = ops.api_client(self._admin, self._private)
+        version, minor = ops.server_version(self._api)
+        missing = podsec.guarantees_missing(minor)
+        self._police = bool(missing)
+        self.isolation["cluster"] = f"{self.cluster.describe()}, Kubernetes {version}"
+        if missing:
+            self.isolation.setdefault("notes", []).extend(missing)  # type: ignore[union-attr]
+            for line in missing:
+                self.ctx.progress(f"{self.name}: note: {line}")
+        self.ctx.progress(f"{self.name}: API server {version}")
 
     def _docker(self) -> Any:
         import docker
@@ -208,7 +220,8 @@ class KindRuntime(Runtime):
                                                preexec=box.preexec() if box else None)
         rewritten = manifests.rewrite(manifests.parse_documents(text, section.manifests), namespace=self.namespace,
                                       run_id=self.ctx.run_id, placeholder=section.image_placeholder,
-                                      image=self.pod_image, service_name=section.service, env=self.pod_env())
+                                      image=self.pod_image, service_name=section.service, env=self.pod_env(),
+                                      pull_policy=self.cluster.pull_policy)
         self.notes = [f"manifests: {how}", *rewritten.notes]
         applied = self.kube_dir / "applied.yaml"
         applied.write_text(rewritten.yaml())
@@ -344,7 +357,31 @@ class KindRuntime(Runtime):
                     env: dict[str, str] | None = None) -> CommandResult:
         result = self._run(["bash", "-c", command], name, timeout_s, env, shown=command)
         self._ensure_node_port()
-        return result
+        refusal = self._police_pods()
+        return dataclasses.replace(result, error=refusal) if refusal else result
+
+    def _police_pods(self) -> str | None:
+        """Where the server enforces no Pod Security, end pods a command made that break the baseline.
+
+        Every workload in the namespace is deleted (the service is gone: the grading goes on and
+        scores what is left), the report names what was found. Returns that message, or None.
+        """
+        if not self._police or self._api is None:
+            return None
+        try:
+            pods = collect.snapshot(self._api, self.namespace)["pods"]
+        except Exception:  # noqa: BLE001 - the next command checks again
+            return None
+        found = [f"pod {(p.get('metadata') or {}).get('name')}: {problem}" for p in pods
+                 for problem in podsec.violations(p.get("spec") or {}, (p.get("metadata") or {}).get("annotations"))]
+        if not found:
+            return None
+        deleted = ops.delete_workloads(self._api, self.namespace)
+        message = (f"Pod Security baseline broken by what a candidate command created ({'; '.join(found[:5])}): "
+                   f"the grader deleted every workload in the namespace ({', '.join(deleted) or 'none could be'})")
+        self.isolation.setdefault("limits_hit", []).append(message)  # type: ignore[union-attr]
+        self._log_command_text(f"[grader] {message}\n")
+        return message
 
     def _run(self, argv: list[str], name: str, timeout_s: float, env: dict[str, str] | None = None,
              shown: str | None = None) -> CommandResult:

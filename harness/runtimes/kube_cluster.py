@@ -183,6 +183,9 @@ class KindCluster:
 
     # --- the cluster-provider interface the Kubernetes runtime uses (see kubernetes.ExistingCluster) ----
 
+    #: The pull policy of containers running the built image: it was loaded into the node.
+    pull_policy = "Never"
+
     @property
     def context_name(self) -> str:
         """The kubeconfig context name for this cluster (kind's convention)."""

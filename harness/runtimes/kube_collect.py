@@ -177,6 +177,11 @@ def ready_endpoints(slices: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def ready_addresses(endpoints: dict[str, Any]) -> list[str]:
+    """Addresses of ready endpoints in a core/v1 Endpoints object (``notReadyAddresses`` left out)."""
+    return [a["ip"] for sub in endpoints.get("subsets") or [] for a in sub.get("addresses") or [] if a.get("ip")]
+
+
 # --- live collection (kubernetes client) ----------------------------------------------------------
 
 def snapshot(api_client: Any, namespace: str) -> dict[str, list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from harness.errors import SubmissionError
+from harness.runtimes import kube_podsecurity as podsec
 from harness.runtimes.kube_namespace import ALLOWED_KINDS, labels
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -172,6 +173,30 @@ def check_kinds(docs: list[dict[str, Any]]) -> None:
                               details="\n".join(problems))
 
 
+def check_pod_security(docs: list[dict[str, Any]]) -> None:
+    """Refuse pod templates the namespace's Pod Security ``baseline`` forbids, naming each violation.
+
+    The API server enforces it too from Kubernetes 1.23; older ones do not, so the grader checks.
+    """
+    problems = [f"{_describe(doc)}: {problem}" for doc in docs
+                for problem in podsec.violations(pod_spec(doc) or {}, pod_annotations(doc))]
+    if problems:
+        raise SubmissionError("the manifests break the Pod Security baseline the grading namespace enforces "
+                              "(no privileged containers, host namespaces, hostPath volumes, host ports or added "
+                              "capabilities)", details="\n".join(problems))
+
+
+def pod_annotations(doc: dict[str, Any]) -> dict[str, str]:
+    """The annotations of the pods a workload makes (a Pod's own)."""
+    if doc.get("kind") == "Pod":
+        return dict((doc.get("metadata") or {}).get("annotations") or {})
+    spec = pod_spec(doc)
+    node: Any = doc
+    for key in _POD_SPEC_PATHS.get(str(doc.get("kind")), ())[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return dict(((node or {}).get("metadata") or {}).get("annotations") or {}) if spec is not None else {}
+
+
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
     """The pod spec inside a workload object, or None."""
     node: Any = doc
@@ -191,7 +216,8 @@ def _same_image(ref: str, placeholder: str) -> bool:
     return norm(ref) == norm(placeholder)
 
 
-def _rewrite_containers(spec: dict[str, Any], placeholder: str, image: str, env: dict[str, str]) -> int:
+def _rewrite_containers(spec: dict[str, Any], placeholder: str, image: str, env: dict[str, str],
+                        pull_policy: str = "Never") -> int:
     replaced = 0
     for key in ("initContainers", "containers"):
         for container in spec.get(key) or []:
@@ -199,7 +225,7 @@ def _rewrite_containers(spec: dict[str, Any], placeholder: str, image: str, env:
                 continue
             if _same_image(str(container.get("image", "")), placeholder):
                 container["image"] = image
-                container["imagePullPolicy"] = "Never"  # loaded into the node; never look for a registry
+                container["imagePullPolicy"] = pull_policy  # Never: loaded into the node, no registry to ask
                 replaced += 1
                 have = {e.get("name") for e in container.get("env") or [] if isinstance(e, dict)}
                 extra = [{"name": k, "value": v} for k, v in sorted(env.items()) if k not in have]
@@ -211,9 +237,14 @@ def _rewrite_containers(spec: dict[str, Any], placeholder: str, image: str, env:
 
 
 def rewrite(docs: list[dict[str, Any]], *, namespace: str, run_id: str, placeholder: str, image: str,
-            service_name: str, env: dict[str, str] | None = None) -> Rewritten:
-    """Make the candidate's objects fit the grading namespace (see the module docstring)."""
+            service_name: str, env: dict[str, str] | None = None, pull_policy: str = "Never") -> Rewritten:
+    """Make the candidate's objects fit the grading namespace (see the module docstring).
+
+    ``pull_policy`` for the containers that run the built image: ``Never`` where it was loaded into
+    the nodes, ``IfNotPresent`` where it was pushed to a registry.
+    """
     check_kinds(docs)
+    check_pod_security(docs)
     out = Rewritten(documents=[])
     seen: set[tuple[str, str]] = set()
     for original in docs:
@@ -230,7 +261,7 @@ def rewrite(docs: list[dict[str, Any]], *, namespace: str, run_id: str, placehol
         meta["labels"] = {**(meta.get("labels") or {}), **labels(run_id)}
         spec = pod_spec(doc)
         if spec is not None:
-            out.images_replaced += _rewrite_containers(spec, placeholder, image, env or {})
+            out.images_replaced += _rewrite_containers(spec, placeholder, image, env or {}, pull_policy)
         if doc["kind"] == "Service" and meta["name"] == service_name:
             out.service = doc
             _prepare_service(doc, out.notes)

@@ -161,12 +161,24 @@ def wait_rollout(api: Any, namespace: str, timeout_s: float, progress: Callable[
 
 
 def service_endpoints(api: Any, namespace: str, name: str) -> list[str]:
-    """Ready endpoint addresses behind Service ``name`` (from its EndpointSlices)."""
+    """Ready endpoint addresses behind Service ``name``: from its EndpointSlices (discovery.k8s.io/v1,
+    Kubernetes 1.21+), else from its Endpoints object (what older servers have)."""
     from kubernetes import client
 
-    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={name}", _request_timeout=API_TIMEOUT_S).items
-    return collect.ready_endpoints([api.sanitize_for_serialization(s) for s in slices])
+    try:
+        slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={name}", _request_timeout=API_TIMEOUT_S).items
+        return collect.ready_endpoints([api.sanitize_for_serialization(s) for s in slices])
+    except Exception as exc:  # noqa: BLE001
+        if _status(exc) != 404:  # 404: the server does not serve discovery.k8s.io/v1
+            raise
+    try:
+        endpoints = client.CoreV1Api(api).read_namespaced_endpoints(name, namespace, _request_timeout=API_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        if _status(exc) == 404:
+            return []
+        raise
+    return collect.ready_addresses(api.sanitize_for_serialization(endpoints))
 
 
 def wait_endpoints(api: Any, namespace: str, name: str, timeout_s: float) -> list[str]:
@@ -240,3 +252,37 @@ def grader_namespace_runs(api: Any) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001
         raise _fault("listing namespaces", exc) from None
     return {ns.metadata.name: (ns.metadata.labels or {}).get(RUN_LABEL, "") for ns in items}
+
+
+def server_version(api: Any) -> tuple[str, int | None]:
+    """The API server's version ("v1.20.2") and minor number (None if it cannot be read)."""
+    from kubernetes import client
+
+    try:
+        info = client.VersionApi(api).get_code(_request_timeout=API_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        raise _fault("reading the server version", exc) from None
+    digits = "".join(ch for ch in str(info.minor or "") if ch.isdigit())
+    return str(info.git_version), int(digits) if digits else None
+
+
+def delete_workloads(api: Any, namespace: str) -> list[str]:
+    """Delete every workload and pod in ``namespace`` (foreground). Returns the kinds deleted; never raises."""
+    from kubernetes import client
+
+    apps, batch, core = client.AppsV1Api(api), client.BatchV1Api(api), client.CoreV1Api(api)
+    calls = [("Deployment", apps.delete_collection_namespaced_deployment),
+             ("StatefulSet", apps.delete_collection_namespaced_stateful_set),
+             ("DaemonSet", apps.delete_collection_namespaced_daemon_set),
+             ("ReplicaSet", apps.delete_collection_namespaced_replica_set),
+             ("CronJob", batch.delete_collection_namespaced_cron_job),  # batch/v1: 1.21+; 404 before
+             ("Job", batch.delete_collection_namespaced_job),
+             ("Pod", core.delete_collection_namespaced_pod)]
+    done = []
+    for kind, call in calls:
+        try:
+            call(namespace, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S)
+            done.append(kind)
+        except Exception:  # noqa: BLE001 - the rest still go
+            continue
+    return done

@@ -58,6 +58,11 @@ class ExistingCluster:
     # --- identity and credentials -----------------------------------------------------------------
 
     @property
+    def pull_policy(self) -> str:
+        """Pushed to a registry: pulled (once per node); loaded by a command: already on the nodes."""
+        return "IfNotPresent" if self.cfg.registry else "Never"
+
+    @property
     def context_name(self) -> str:
         return str((self._admin or {}).get("current-context") or self.name)
 
