@@ -540,6 +540,12 @@ def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0) 
     from harness.isolation.records import live_gradings
 
     cluster = cluster or KindCluster()
+    try:
+        import docker
+
+        docker_client: Any = docker.from_env(timeout=60)
+    except Exception:  # noqa: BLE001 - namespaces still go; images stay
+        docker_client = None
     ok, why = cli_status()
     if not ok:
         return [f"nothing to clean ({why})"]
@@ -557,6 +563,10 @@ def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0) 
                     continue
                 gone = ops.delete_namespace(api, namespace, timeout_s)
                 done.append(f"namespace {namespace} deleted" + ("" if gone else " (still terminating)"))
+                if run_id and docker_client is not None:
+                    image = f"takehome-candidate:{run_id}"
+                    if cluster.unload_images([image], docker_client):
+                        done.append(f"image {image} removed from the node")
             return done or [f"cluster {cluster.name!r}: no namespace left behind"]
         finally:
             shutil.rmtree(private, ignore_errors=True)
