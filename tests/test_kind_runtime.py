@@ -670,9 +670,17 @@ def kind_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         runtime.cluster = FakeCluster(created)  # type: ignore[assignment]
         runtime.record = record
         runtime.kubectl_log = tmp_path / "work" / "state" / "kubectl.log"
+        made.append(runtime)
         return runtime
 
-    return make
+    made: list[Any] = []
+    monkeypatch.setenv("TAKEHOME_CACHE_DIR", str(tmp_path / "cache"))  # sandbox records stay in the test's dir
+    yield make
+    for runtime in made:  # a test that stops early must not leave its sandbox running
+        try:
+            runtime.down()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def test_build_and_up_give_the_candidate_only_its_namespace(kind_runtime: Any) -> None:
