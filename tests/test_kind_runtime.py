@@ -597,7 +597,7 @@ class FakeCluster:
     def node_address(self, _api: Any) -> str:
         return "127.0.0.1"
 
-    def grader_host(self, _client: Any) -> str:
+    def grader_host(self, _client: Any, _api: Any = None) -> str:
         return "172.18.0.1"
 
     def unload_images(self, images: list[str], _client: Any) -> list[str]:

@@ -114,6 +114,8 @@ def test_addresses_come_from_the_config_or_the_cluster() -> None:
     assert cluster.node_address(None) == "10.1.2.3" and cluster.grader_host(None) == "10.1.2.1"
     assert cluster.node_ports(None) == [30100] and cluster.unload_images(["x:1"], None) == []
     assert source_address_towards("127.0.0.1") == "127.0.0.1"
+    with pytest.raises(GraderFault, match="set kubernetes.grader_host"):
+        ExistingCluster(KubernetesConfig(node_address="127.0.0.1")).grader_host(None, None)
 
     node = SimpleNamespace(status=SimpleNamespace(addresses=[SimpleNamespace(type="Hostname", address="n1"),
                                                              SimpleNamespace(type="InternalIP", address="172.18.0.2")]))

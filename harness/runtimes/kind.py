@@ -154,7 +154,7 @@ class KindRuntime(Runtime):
         """The gateway of kind's Docker network: pods reach the host (a server on 0.0.0.0) there."""
         if self._gateway is None:
             self._ensure_cluster()
-            self._gateway = self.cluster.grader_host(self._docker())
+            self._gateway = self.cluster.grader_host(self._docker(), self._api)
         return self._gateway
 
     def pod_env(self) -> dict[str, str]:

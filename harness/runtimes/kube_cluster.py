@@ -199,7 +199,7 @@ class KindCluster:
         self.load_images(images)
         return list(images)
 
-    def grader_host(self, docker_client: Any) -> str:
+    def grader_host(self, docker_client: Any, api: Any = None) -> str:
         return self.gateway(docker_client)
 
     def node_ports(self, docker_client: Any) -> list[int]:

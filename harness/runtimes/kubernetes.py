@@ -158,17 +158,16 @@ class ExistingCluster:
                     return str(addr.address)
         raise GraderFault("no node has an InternalIP: set kubernetes.node_address in your grader config")
 
-    def grader_host(self, docker_client: Any) -> str:
-        """``kubernetes.grader_host``, else this host's source address toward the API server's host."""
+    def grader_host(self, docker_client: Any, api: Any = None) -> str:
+        """``kubernetes.grader_host``, else this host's source address on the route to the node address."""
         if self.cfg.grader_host:
             return str(self.cfg.grader_host)
-        from urllib.parse import urlparse
-
-        from harness.runtimes import kube_namespace as kns
-
-        server, _ = kns.admin_endpoint(self.kubeconfig())
-        host = urlparse(server).hostname or "127.0.0.1"
-        return source_address_towards(host)
+        host = self.node_address(api)
+        address = source_address_towards(host)
+        if address.startswith("127."):
+            raise GraderFault(f"pods cannot reach the grader at {address} (the node address {host} is on this "
+                              "host's loopback): set kubernetes.grader_host to an address of this machine they reach")
+        return address
 
     def delete(self, timeout_s: float = 120.0) -> None:  # pragma: no cover - never created, never deleted
         raise GraderFault("the kubernetes runtime never deletes a cluster")
