@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.errors import GraderFault
 from harness.runtimes import kube_namespace as kns, kube_ops as ops, kube_podsecurity as podsec
 from harness.runtimes.kube_cluster import KindCluster
 
@@ -33,27 +32,15 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[KindCluster, Any, int | None]]:
-    """The kind cluster (created if missing, then deleted), an admin API client, the server's minor version."""
-    from harness.runtimes.kind import KindRuntime
-
-    ok, why = KindRuntime.is_available()
-    if not ok:
-        pytest.skip(f"the kind runtime cannot run here: {why}")
-    kind = KindCluster()
-    try:
-        created = kind.ensure()
-    except GraderFault as exc:
-        pytest.skip(f"a kind cluster cannot be created here (no node image can be pulled?): {exc.describe()[-800:]}")
+def cluster(kind_cluster: KindCluster) -> Iterator[tuple[KindCluster, Any, int | None]]:
+    """The kind cluster, an admin API client, and the server's minor version."""
     private = Path(tempfile.mkdtemp(prefix="takehome-kube-test-"))
     try:
-        api = ops.api_client(kind.kubeconfig(), private)
+        api = ops.api_client(kind_cluster.kubeconfig(), private)
         _version, minor = ops.server_version(api)
-        yield kind, api, minor
+        yield kind_cluster, api, minor
     finally:
         shutil.rmtree(private, ignore_errors=True)
-        if created and os.environ.get("TAKEHOME_KEEP_CLUSTER") != "1":
-            kind.delete()
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ and both refuse to run candidate code unsandboxed unless the hiring team said so
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from harness.errors import GraderFault
 from harness.isolation import bwrap
+from harness.isolation.logcap import CappedSink
 
 #: What the report says when candidate code ran without the sandbox.
 UNSANDBOXED_WARNING = ("graded WITHOUT a sandbox (--unsafe-local): candidate code ran as the grader's user "
@@ -67,3 +69,21 @@ def with_dropped_output(isolation: dict[str, object], sinks: list[Any], log_mb: 
                     f"per stream was dropped ({', '.join(dropped)})")
         info["limits_hit"] = hits
     return info
+
+
+class SandboxedOutput:
+    """Mixin for runtimes that run candidate commands in the sandbox: capped output files, and
+    the report's isolation dict with what those caps dropped. Needs ``self.ctx`` and ``self.isolation``."""
+
+    ctx: Any
+    isolation: dict[str, object]
+    _sinks: list[CappedSink]
+
+    def _sink(self, path: Path) -> CappedSink:
+        sink = CappedSink(path, self.ctx.config.local.log_mb * 2**20)
+        self._sinks.append(sink)
+        return sink
+
+    def isolation_info(self) -> dict[str, object]:
+        """How candidate code was isolated, and every limit it ran into (for the report)."""
+        return with_dropped_output(self.isolation, self._sinks, self.ctx.config.local.log_mb)

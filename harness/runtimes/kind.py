@@ -58,7 +58,7 @@ SANDBOX_SCOPE = ("host-side commands (setup, deploy, rollback, kustomize, apply)
                  "pods under the namespace's quota, limits, Pod Security and NetworkPolicy")
 
 
-class KindRuntime(Runtime):
+class KindRuntime(policy.SandboxedOutput, Runtime):
     """Deploys the candidate into its own namespace of a kind cluster."""
 
     name: ClassVar[str] = "kind"
@@ -343,15 +343,6 @@ class KindRuntime(Runtime):
         box = self._sandbox
         if box is not None and box.as_root and self._kubeconfig is not None and self._kubeconfig.exists():
             os.chown(self._kubeconfig, box.uid, box.gid)
-
-    def _sink(self, path: Path) -> CappedSink:
-        sink = CappedSink(path, self.ctx.config.local.log_mb * 2**20)
-        self._sinks.append(sink)
-        return sink
-
-    def isolation_info(self) -> dict[str, object]:
-        """How the candidate's commands were isolated, and every limit they ran into (for the report)."""
-        return policy.with_dropped_output(self.isolation, self._sinks, self.ctx.config.local.log_mb)
 
     def run_command(self, name: str, command: str, timeout_s: float,
                     env: dict[str, str] | None = None) -> CommandResult:

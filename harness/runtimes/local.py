@@ -74,7 +74,7 @@ def read_tail(path: Path, limit: int) -> str:
         return ""
 
 
-class LocalRuntime(Runtime):
+class LocalRuntime(policy.SandboxedOutput, Runtime):
     """Runs the candidate's ``start``, ``deploy`` and ``rollback`` commands as local processes."""
 
     name: ClassVar[str] = "local"
@@ -198,15 +198,6 @@ class LocalRuntime(Runtime):
         argv = ["bash", "-c", command]
         box = self._ensure_sandbox()
         return box.wrap(argv, self.repo_dir) if box is not None else argv
-
-    def _sink(self, path: Path) -> CappedSink:
-        sink = CappedSink(path, self.ctx.config.local.log_mb * 2**20)
-        self._sinks.append(sink)
-        return sink
-
-    def isolation_info(self) -> dict[str, object]:
-        """How candidate code was isolated, and every limit it ran into (for the report)."""
-        return policy.with_dropped_output(self.isolation, self._sinks, self.ctx.config.local.log_mb)
 
     # --- build --------------------------------------------------------------------------------
 
