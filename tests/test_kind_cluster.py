@@ -166,3 +166,61 @@ def test_cleanup_removes_what_a_dead_grading_left(cluster: tuple[KindCluster, An
     lines = cleanup_stale(kind)
     assert f"namespace {ns} deleted" in lines, lines
     assert ns not in ops.grader_namespaces(api)
+
+
+def test_sigkill_mid_grading_then_cleanup_leaves_nothing(cluster: tuple[KindCluster, Any, int | None],
+                                                          tmp_path: Path) -> None:
+    """A grader SIGKILLed while the candidate runs in the cluster: its command sandbox dies with it,
+    and `takehome cleanup` deletes the namespace (with its PVC, so its PV), and the image on the node."""
+    import signal
+    import sys
+
+    from calibration.assemble import assemble
+
+    kind, api, _minor = cluster
+    root = Path(__file__).resolve().parents[1]
+    repo = assemble("reference-fastapi", tmp_path / "candidate")
+    env = {**os.environ, "TAKEHOME_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "grade", "--repo", str(repo), "--runtime", "kind",
+                             "--out", str(tmp_path / "out")], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen += line
+            if "▶ deployment" in line or not line:
+                break
+        assert "▶ deployment" in seen, seen[-3000:]
+        run_id = next(n.removeprefix("takehome-") for n, r in ops.grader_namespace_runs(api).items()
+                      if f"namespace {n} ready" in seen)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ns = kns.namespace_name(run_id)
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    volumes = [pv.metadata.name for pv in core.list_persistent_volume().items
+               if pv.spec.claim_ref is not None and pv.spec.claim_ref.namespace == ns]
+    assert ns in ops.grader_namespaces(api), "the killed grading left its namespace"
+    clean = subprocess.run([sys.executable, "-m", "grader.cli", "cleanup"], cwd=root, capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert f"kind: namespace {ns} deleted" in clean.stdout, clean.stdout
+    assert ns not in ops.grader_namespaces(api)
+    deadline = time.monotonic() + 60  # the provisioner deletes released volumes asynchronously
+    left = volumes
+    while left and time.monotonic() < deadline:
+        left = [pv.metadata.name for pv in core.list_persistent_volume().items if pv.metadata.name in volumes]
+        time.sleep(2)
+    assert not left, f"persistent volumes of {ns} left: {left}"
+    node_images = subprocess.run(["docker", "exec", kind.node_container, "crictl", "images"], capture_output=True,
+                                 text=True, timeout=60).stdout
+    assert f"takehome-candidate  {run_id}" not in " ".join(node_images.split()) and run_id not in node_images
+    sandboxes = [p for p in (tmp_path / "cache" / "sandboxes").glob("*.json")]
+    assert not sandboxes, f"records left: {sandboxes}"

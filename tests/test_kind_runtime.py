@@ -849,13 +849,17 @@ def test_cleanup_deletes_only_the_namespaces_of_dead_gradings(tmp_path: Path, mo
     monkeypatch.setattr(kind_mod, "cli_status", lambda: (True, "fake"))
     monkeypatch.setattr(kind_mod.ops, "api_client", lambda kc, tmp: "api")
     monkeypatch.setattr(kind_mod.ops, "grader_namespace_runs", lambda api: {
-        "takehome-deadrun": "deadrun", "takehome-liverun": "liverun", "takehome-norecord": "norecord"})
+        "takehome-deadrun": ("deadrun", 60.0), "takehome-liverun": ("liverun", 60.0),
+        "takehome-norecord": ("norecord", 7 * 3600.0), "takehome-otherhost": ("otherhost", 600.0)})
     monkeypatch.setattr(kind_mod.ops, "delete_namespace", lambda api, ns, t: deleted.append(ns) or True)
     cluster = FakeCluster(created=False)
     cluster.exists = lambda: True  # type: ignore[attr-defined]
     lines = kind_mod.cleanup_stale(cluster)  # type: ignore[arg-type]
     assert deleted == ["takehome-deadrun", "takehome-norecord"], lines
     assert any("takehome-liverun kept" in line for line in lines)
+    assert any("takehome-otherhost kept: no grading of this host knows it" in line for line in lines), \
+        "a recent namespace without a record may be another grader's"
+    assert records.known_gradings() == {"liverun", "deadrun"}
     cluster.exists = lambda: False  # type: ignore[attr-defined]
     assert "nothing to clean" in kind_mod.cleanup_stale(cluster)[0]  # type: ignore[arg-type]
 

@@ -52,18 +52,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def live_gradings() -> set[str]:
-    """Run ids of the gradings whose grader process is still alive on this host (from their records)."""
+def _grading_records() -> dict[str, dict[str, object]]:
     folder = records_dir()
-    live: set[str] = set()
+    found: dict[str, dict[str, object]] = {}
     for path in sorted(folder.glob("grading-*.json")) if folder.is_dir() else []:
         try:
-            rec = json.loads(path.read_text())
+            found[path.stem.removeprefix("grading-")] = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if _alive(int(rec.get("grader_pid") or 0)):
-            live.add(path.stem.removeprefix("grading-"))
-    return live
+    return found
+
+
+def known_gradings() -> set[str]:
+    """Run ids of every grading with a record on this host (running, or killed before its teardown)."""
+    return set(_grading_records())
+
+
+def live_gradings() -> set[str]:
+    """Run ids of the gradings whose grader process is still alive on this host (from their records)."""
+    return {run for run, rec in _grading_records().items() if _alive(int(rec.get("grader_pid") or 0))}
 
 
 def kill_if_same(pid: int | None, ctime: float | None) -> bool:

@@ -521,14 +521,21 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
             raise GraderFault(f"{self.name}: teardown left resources behind", details="\n".join(errors))
 
 
-def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0) -> list[str]:
+#: A grading namespace with no record on this host is left alone until it is this old (seconds):
+#: it may belong to a grading run from another cache dir or machine; none runs this long.
+ORPHAN_AGE_S = 6 * 3600.0
+
+
+def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0,
+                  orphan_age_s: float = ORPHAN_AGE_S) -> list[str]:
     """Delete the namespaces of gradings that are no longer running (e.g. a SIGKILLed grader).
 
-    A namespace belongs to a grading by its run-id label; it is spared while that grading's record
-    names a live grader process on this host. Returns one line per namespace deleted or a line
-    saying why nothing was looked at. The cluster itself is kept (the next grading reuses it).
+    A namespace belongs to a grading by its run-id label. It is deleted when that grading's record
+    on this host names a grader process that is gone, or, with no record here at all, once it is
+    older than ``orphan_age_s``; a live grading's is spared. Returns one line per namespace, or a
+    line saying why nothing was looked at. The cluster itself is kept (the next grading reuses it).
     """
-    from harness.isolation.records import live_gradings
+    from harness.isolation.records import known_gradings, live_gradings
 
     cluster = cluster or KindCluster()
     try:
@@ -546,11 +553,15 @@ def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0) 
         private = Path(tempfile.mkdtemp(prefix="takehome-kube-"))
         try:
             api = ops.api_client(cluster.kubeconfig(), private)
-            live = live_gradings()
+            live, known = live_gradings(), known_gradings()
             done: list[str] = []
-            for namespace, run_id in sorted(ops.grader_namespace_runs(api).items()):
+            for namespace, (run_id, age_s) in sorted(ops.grader_namespace_runs(api).items()):
                 if run_id in live:
                     done.append(f"namespace {namespace} kept: its grading is still running")
+                    continue
+                if run_id not in known and age_s < orphan_age_s:
+                    done.append(f"namespace {namespace} kept: no grading of this host knows it and it is only "
+                                f"{age_s / 60:.0f} min old (another grader's?); deleted after {orphan_age_s / 3600:g} h")
                     continue
                 gone = ops.delete_namespace(api, namespace, timeout_s)
                 done.append(f"namespace {namespace} deleted" + ("" if gone else " (still terminating)"))

@@ -242,8 +242,9 @@ def grader_namespaces(api: Any) -> list[str]:
     return list(grader_namespace_runs(api))
 
 
-def grader_namespace_runs(api: Any) -> dict[str, str]:
-    """{namespace: run id} of every namespace a grading run created (by label)."""
+def grader_namespace_runs(api: Any) -> dict[str, tuple[str, float]]:
+    """{namespace: (run id, age in seconds)} of every namespace a grading run created (by label)."""
+    import datetime
     from kubernetes import client
 
     try:
@@ -251,7 +252,10 @@ def grader_namespace_runs(api: Any) -> dict[str, str]:
                                                      _request_timeout=API_TIMEOUT_S).items
     except Exception as exc:  # noqa: BLE001
         raise _fault("listing namespaces", exc) from None
-    return {ns.metadata.name: (ns.metadata.labels or {}).get(RUN_LABEL, "") for ns in items}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {ns.metadata.name: ((ns.metadata.labels or {}).get(RUN_LABEL, ""),
+                               (now - ns.metadata.creation_timestamp).total_seconds()
+                               if ns.metadata.creation_timestamp else 0.0) for ns in items}
 
 
 def server_version(api: Any) -> tuple[str, int | None]:
