@@ -179,7 +179,7 @@ def grade(req: GradeRequest) -> GradeReport:
             report.candidate.name = contract.candidate.name
             report.candidate.framework = contract.framework
             report.candidate.flavor = contract.flavor
-            commands = contract.runtime(req.runtime)
+            commands = contract.runtime(runtime_class(req.runtime).section_name())
         session, runtime = _bring_up(run, contract, commands, fetched.path, work, seed)
         for section, module, timeout in SECTION_PHASES:
             _run_section(run, session, section, module, timeout(config))

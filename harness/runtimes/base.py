@@ -82,6 +82,13 @@ class Runtime(ABC):
     """A place to build, run, command and tear down one candidate's service."""
 
     name: ClassVar[str]
+    #: The takehome.yaml ``runtimes:`` section this runtime grades (its own name unless it says otherwise).
+    contract_section: ClassVar[str | None] = None
+
+    @classmethod
+    def section_name(cls) -> str:
+        """The ``runtimes:`` key of takehome.yaml this runtime reads."""
+        return cls.contract_section or cls.name
 
     def __init__(self, ctx: RuntimeContext) -> None:
         self.ctx = ctx

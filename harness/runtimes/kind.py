@@ -112,7 +112,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     def _section(self) -> KindSection:
         try:
-            return self.ctx.contract.runtime("kind")  # type: ignore[return-value]
+            return self.ctx.contract.runtime(self.section_name())  # type: ignore[return-value]
         except ContractError as exc:
             raise SubmissionError(str(exc)) from None
 

@@ -201,6 +201,7 @@ class KubernetesRuntime(KindRuntime):
     """The kind runtime's grading, on the existing cluster the grader config names."""
 
     name: ClassVar[str] = "kubernetes"
+    contract_section: ClassVar[str | None] = "kind"  # the candidate's manifests and commands, whoever made the cluster
 
     def __init__(self, ctx: RuntimeContext) -> None:
         super().__init__(ctx)
