@@ -154,12 +154,15 @@ def cleanup(
                                      "results (kept between gradings so a re-grade builds fast)."),
     older_than_days: float = typer.Option(0.0, "--older-than-days", min=0, help="With --build-cache: only "
                                           "builds not used for this many days."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grader config whose kubernetes: "
+                                          "section names an existing cluster to clean too (--runtime kubernetes)."),
 ) -> None:
     """Remove what gradings that were killed left behind, on every runtime.
 
     Local (and the kind runtime's command sandboxes): the sandboxes (every process in them, their
-    relays and cgroups) and the work dirs of gradings whose grader process is gone. kind: the
-    namespaces of those gradings in the cluster. Docker: every labelled container, network and image.
+    relays and cgroups) and the work dirs of gradings whose grader process is gone. kind (and,
+    with --config, the kubernetes runtime's cluster): the namespaces of those gradings.
+    Docker: every labelled container, network and image.
     Gradings still running on this host are spared. The python:3.11-slim stand-in is never
     removed. With --build-cache, the candidates' build results go too (the next grading of those
     repos builds from scratch).
@@ -171,9 +174,20 @@ def cleanup(
 
     from harness.runtimes.kind import cleanup_stale as kind_cleanup_stale
 
-    # kind first: its namespaces are spared by the grading records that recover() then removes.
+    # Clusters first: their namespaces are spared by the grading records that recover() then removes.
     for line in kind_cleanup_stale():
         out.print(f"kind: {line}", markup=False)
+    if config is not None:
+        from grader.config import ConfigError
+        from harness.runtimes.kubernetes import ExistingCluster
+
+        try:
+            cluster = ExistingCluster(load_config(config).kubernetes)
+        except ConfigError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(Exit.USAGE) from None
+        for line in kind_cleanup_stale(cluster):  # type: ignore[arg-type]
+            out.print(f"kubernetes: {line}", markup=False)
     recovered = recover()
     for item in recovered:
         out.print(f"local: {item['name']}: ended {', '.join(item['ended']) or 'nothing (already gone)'}", markup=False)

@@ -151,3 +151,10 @@ def test_runtime_refuses_before_building_when_the_image_cannot_reach_the_nodes(t
     with pytest.raises(GraderFault, match="kubernetes.registry"):
         runtime.build()
     assert not (tmp_path / "work" / "logs" / "build.log").exists(), "nothing was built"
+
+
+def test_cleanup_of_an_existing_cluster_needs_its_kubeconfig(tmp_path: Path) -> None:
+    from harness.runtimes.kind import cleanup_stale
+
+    missing = ExistingCluster(KubernetesConfig(kubeconfig=str(tmp_path / "nope")))
+    assert cleanup_stale(missing) == [f"no cluster of context 'current-context' ({tmp_path / 'nope'}): nothing to clean"]

@@ -526,7 +526,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 ORPHAN_AGE_S = 6 * 3600.0
 
 
-def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0,
+def cleanup_stale(cluster: Any = None, timeout_s: float = 120.0,
                   orphan_age_s: float = ORPHAN_AGE_S) -> list[str]:
     """Delete the namespaces of gradings that are no longer running (e.g. a SIGKILLed grader).
 
@@ -544,12 +544,12 @@ def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0,
         docker_client: Any = docker.from_env(timeout=60)
     except Exception:  # noqa: BLE001 - namespaces still go; images stay
         docker_client = None
-    ok, why = cli_status()
+    ok, why = cli_status() if isinstance(cluster, KindCluster) else (True, "")  # others say what is missing below
     if not ok:
         return [f"nothing to clean ({why})"]
     try:
         if not cluster.exists():
-            return [f"no cluster {cluster.name!r}: nothing to clean"]
+            return [f"no {cluster.describe()}: nothing to clean"]
         private = Path(tempfile.mkdtemp(prefix="takehome-kube-"))
         try:
             api = ops.api_client(cluster.kubeconfig(), private)
@@ -569,8 +569,8 @@ def cleanup_stale(cluster: KindCluster | None = None, timeout_s: float = 120.0,
                     image = f"takehome-candidate:{run_id}"
                     if cluster.unload_images([image], docker_client):
                         done.append(f"image {image} removed from the node")
-            return done or [f"cluster {cluster.name!r}: no namespace left behind"]
+            return done or [f"{cluster.describe()}: no namespace left behind"]
         finally:
             shutil.rmtree(private, ignore_errors=True)
     except GraderFault as exc:
-        return [f"could not clean cluster {cluster.name!r}: {exc}"]
+        return [f"could not clean {cluster.describe()}: {exc}"]
