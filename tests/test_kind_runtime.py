@@ -792,6 +792,12 @@ def test_old_server_without_pod_security_gets_the_grader_check(kind_runtime: Any
     result = rt.run_command("deploy v2", "true", timeout_s=30)
     assert not result.ok and "pod escape: container 'c': privileged" in result.error and deleted == [NS]
     assert any("Pod Security baseline broken" in h for h in rt.isolation_info()["limits_hit"])
+    from types import SimpleNamespace
+
+    from grader.reports._format import isolation_summary
+
+    line = isolation_summary(SimpleNamespace(isolation=rt.isolation_info()))  # type: ignore[arg-type]
+    assert line.startswith("kind cluster 'takehome', Kubernetes v1.20.2; bubblewrap sandbox"), line
 
 
 def test_down_deletes_namespace_then_the_cluster_it_created(kind_runtime: Any) -> None:

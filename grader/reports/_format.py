@@ -303,8 +303,8 @@ def isolation_summary(report: GradeReport) -> str:
             bits.append("no aggregate limits: " + clean(str(usage["why_not"])))
         if iso.get("scope"):
             bits.append(clean(str(iso["scope"])))
-        if iso.get("cluster"):
-            bits.append(clean(str(iso["cluster"])))
+        if iso.get("cluster"):  # first: the server version is what a reader of a kind report needs most
+            bits.insert(0, clean(str(iso["cluster"])))
         return "; ".join(bits)
     return clean(str(iso.get("detail") or kind))
 

@@ -54,8 +54,7 @@ LOG_TAIL_LINES = 50_000
 #: API server hosts the sandbox reaches through a relay; any other host means sharing the host network.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: What the sandbox covers on this runtime (the report's isolation line).
-SANDBOX_SCOPE = ("host-side commands (setup, deploy, rollback, kustomize, apply) in the sandbox; the service in "
-                 "pods under the namespace's quota, limits, Pod Security and NetworkPolicy")
+SANDBOX_SCOPE = "host-side commands sandboxed; the service in the namespace's pods"
 
 
 class KindRuntime(policy.SandboxedOutput, Runtime):
