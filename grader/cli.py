@@ -186,7 +186,7 @@ def cleanup(
         except ConfigError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(Exit.USAGE) from None
-        for line in kind_cleanup_stale(cluster):  # type: ignore[arg-type]
+        for line in kind_cleanup_stale(cluster):
             out.print(f"kubernetes: {line}", markup=False)
     recovered = recover()
     for item in recovered:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -44,3 +46,21 @@ def kind_cluster() -> Iterator[Any]:
     yield cluster
     if created and os.environ.get("TAKEHOME_KEEP_CLUSTER") != "1":
         cluster.delete()
+
+
+@pytest.fixture
+def read_progress_until() -> Callable[[subprocess.Popen[str], str, float], str]:
+    """A reader of a grader subprocess's progress (its stderr) up to the first line holding a
+    needle, or EOF, or a time limit; returns what it read (the caller asserts the needle is in it)."""
+    def read(proc: subprocess.Popen[str], needle: str, timeout_s: float) -> str:
+        assert proc.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen += line
+            if needle in line or not line:
+                break
+        return seen
+
+    return read

@@ -24,6 +24,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -273,7 +274,8 @@ def test_hostile_candidate(runtime: str, name: str, grader_env: dict[str, object
         assert _docker_leftovers(report["run_id"]) == []
 
 
-def test_sigkill_of_the_grader_then_cleanup_then_a_new_grading(grader_env: dict[str, object], tmp_path: Path) -> None:
+def test_sigkill_of_the_grader_then_cleanup_then_a_new_grading(grader_env: dict[str, object], tmp_path: Path,
+                                                               read_progress_until: Any) -> None:
     """A grader killed mid-run leaves no running candidate code; `takehome cleanup` removes the rest
     (relays, cgroups, work dir, records) and the next grading works."""
     case = next(c for c in _cases(grader_env) if c.name == "escaping-daemon")
@@ -282,15 +284,8 @@ def test_sigkill_of_the_grader_then_cleanup_then_a_new_grading(grader_env: dict[
     proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "grade", "--repo", str(repo), "--out", str(out),
                              "--config", str(grader_env["config"])], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=grader_env["env"])  # type: ignore[arg-type]
-    seen = ""
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            seen += line
-            if "▶ deployment" in line or not line:
-                break
+        seen = read_progress_until(proc, "▶ deployment", 120)
         assert "▶ deployment" in seen, seen
         assert any(MARKER in " ".join(p.cmdline()) for p in psutil.process_iter() if _readable(p)), \
             "the daemon should be running before the kill"

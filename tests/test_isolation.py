@@ -126,3 +126,20 @@ def test_sandbox_hides_the_machine_and_ends_everything(tmp_path: Path, monkeypat
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the relay is gone with the sandbox"
     assert json.dumps(result["usage"])  # serialisable for the report
+
+
+def test_record_stop_adds_to_what_the_runtime_recorded() -> None:
+    """A runtime's own limits hit and notes (e.g. kind's Pod Security check) survive the sandbox's
+    teardown report, and a second teardown call adds nothing twice."""
+    from types import SimpleNamespace
+
+    from harness.isolation import policy
+
+    box = SimpleNamespace(uid=420001, disk_peak_mb=1.5, notes=["no cgroup here"],
+                          limits_hit=lambda usage: ["memory limit hit: 1 process(es) killed"])
+    isolation: dict[str, object] = {"limits_hit": ["Pod Security baseline broken"], "notes": ["Kubernetes 1.20"]}
+    for _ in range(2):
+        policy.record_stop(box, {"usage": {"memory_peak_mb": 10}}, isolation, ["build: pids limit hit"])  # type: ignore[arg-type]
+    assert isolation["limits_hit"] == ["Pod Security baseline broken", "build: pids limit hit",
+                                       "memory limit hit: 1 process(es) killed"]
+    assert isolation["notes"] == ["Kubernetes 1.20", "no cgroup here"] and isolation["uid"] == 420001

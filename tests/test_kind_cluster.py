@@ -169,7 +169,7 @@ def test_cleanup_removes_what_a_dead_grading_left(cluster: tuple[KindCluster, An
 
 
 def test_sigkill_mid_grading_then_cleanup_leaves_nothing(cluster: tuple[KindCluster, Any, int | None],
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, read_progress_until: Any) -> None:
     """A grader SIGKILLed while the candidate runs in the cluster: its command sandbox dies with it,
     and `takehome cleanup` deletes the namespace (with its PVC, so its PV), and the image on the node."""
     import signal
@@ -184,15 +184,8 @@ def test_sigkill_mid_grading_then_cleanup_leaves_nothing(cluster: tuple[KindClus
     proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "grade", "--repo", str(repo), "--runtime", "kind",
                              "--out", str(tmp_path / "out")], cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
-    seen = ""
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            seen += line
-            if "▶ deployment" in line or not line:
-                break
+        seen = read_progress_until(proc, "▶ deployment", 600)
         assert "▶ deployment" in seen, seen[-3000:]
         run_id = next(n.removeprefix("takehome-") for n, r in ops.grader_namespace_runs(api).items()
                       if f"namespace {n} ready" in seen)

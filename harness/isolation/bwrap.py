@@ -108,13 +108,19 @@ def _usr_links() -> list[str]:
     return out
 
 
+def is_system_path(path: Path | str) -> bool:
+    """Whether ``path`` lies in the directories every sandbox sees read-only (``SYSTEM_DIRS``)."""
+    p = str(path)
+    return any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS)
+
+
 def _parents(path: Path, made: set[str]) -> list[str]:
     """``--dir`` flags (mode 0755) for the parents of a mount point not yet made: bwrap would
     otherwise copy the host's modes, and /root is 0700."""
     out: list[str] = []
     for parent in reversed(path.parents):
         p = str(parent)
-        if p in ("/", "/tmp", *made) or any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS):
+        if p in ("/", "/tmp", *made) or is_system_path(p):
             continue
         made.add(p)
         out += ["--perms", "0755", "--dir", p]
@@ -537,4 +543,4 @@ def _tree_bytes(root: Path, max_entries: int) -> int:
 def grader_python_dirs() -> list[Path]:
     """The Python installation a candidate venv's interpreter links to (may sit in the grader's home)."""
     dirs = {Path(sys.base_prefix).resolve()}
-    return [d for d in dirs if not any(str(d).startswith(s + "/") or str(d) == s for s in SYSTEM_DIRS)]
+    return [d for d in dirs if not is_system_path(d)]

@@ -8,12 +8,14 @@ and both refuse to run candidate code unsandboxed unless the hiring team said so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.errors import GraderFault
 from harness.isolation import bwrap
 from harness.isolation.logcap import CappedSink
+from harness.processes import spawn_bounded
 
 #: What the report says when candidate code ran without the sandbox.
 UNSANDBOXED_WARNING = ("graded WITHOUT a sandbox (--unsafe-local): candidate code ran as the grader's user "
@@ -46,16 +48,20 @@ def require(sandboxed: bool, isolation: dict[str, object], progress: Any, what: 
 
 def record_stop(box: bwrap.Sandbox, result: dict[str, object], isolation: dict[str, object],
                 earlier_hits: list[str] | None = None) -> None:
-    """Put what a stopped sandbox used and ran into (``box.stop()``'s result) into the report dict."""
+    """Put what a stopped sandbox used and ran into (``box.stop()``'s result) into the report dict.
+
+    Limits hit and notes are added to what the runtime already recorded there (each once: a
+    second teardown call records nothing new).
+    """
     usage = result.get("usage") or {}
     isolation["usage"] = usage
     isolation["uid"] = box.uid
     isolation["disk_growth_peak_mb"] = box.disk_peak_mb
-    hits = [*(earlier_hits or []), *box.limits_hit(usage)]  # type: ignore[arg-type]
-    if hits:
-        isolation["limits_hit"] = hits
-    if box.notes:
-        isolation["notes"] = list(box.notes)
+    for key, found in (("limits_hit", [*(earlier_hits or []), *box.limits_hit(usage)]),  # type: ignore[arg-type]
+                       ("notes", list(box.notes))):
+        merged = list(dict.fromkeys([*isolation.get(key, []), *found]))  # type: ignore[misc]
+        if merged:
+            isolation[key] = merged
 
 
 def with_dropped_output(isolation: dict[str, object], sinks: list[Any], log_mb: int) -> dict[str, object]:
@@ -73,11 +79,32 @@ def with_dropped_output(isolation: dict[str, object], sinks: list[Any], log_mb: 
 
 class SandboxedOutput:
     """Mixin for runtimes that run candidate commands in the sandbox: capped output files, and
-    the report's isolation dict with what those caps dropped. Needs ``self.ctx`` and ``self.isolation``."""
+    the report's isolation dict with what those caps dropped. Needs ``self.ctx``, ``self.isolation``,
+    ``self._sinks`` (a list) and ``self._seq`` (an ``itertools.count``)."""
 
     ctx: Any
     isolation: dict[str, object]
     _sinks: list[CappedSink]
+    _seq: Any
+
+    def _spawn_captured(self, argv: list[str], name: str, cwd: Path, env: dict[str, str], timeout_s: float,
+                        preexec: Callable[[], None]) -> tuple[int | None, bool, Path, Path]:
+        """Run ``argv`` with its stdout and stderr in capped, numbered files under ``work_dir/commands``.
+
+        Returns (exit code or None, whether it was stopped by the timeout, stdout file, stderr file).
+        """
+        safe = "".join(c if c.isalnum() else "_" for c in name)
+        stem = self.ctx.work_dir / "commands" / f"{next(self._seq):03d}-{safe}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
+        out, err = self._sink(out_path), self._sink(err_path)
+        try:
+            code, stop = spawn_bounded(argv, cwd=cwd, env=env, timeout_s=timeout_s, stdout=out.fd, stderr=err.fd,
+                                       preexec=preexec)
+        finally:
+            out.wait()
+            err.wait()
+        return code, stop is not None, out_path, err_path
 
     def _sink(self, path: Path) -> CappedSink:
         sink = CappedSink(path, self.ctx.config.local.log_mb * 2**20)

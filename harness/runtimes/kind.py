@@ -13,9 +13,10 @@ root with the system read-only, the checkout and a home writable, nothing else o
 unprivileged uid, and a network namespace that reaches only the API server and the published node
 ports (relayed at the same addresses). Their environment is scrubbed and ``KUBECONFIG`` holds only
 the ServiceAccount's token; the admin kubeconfig is kept in memory. ``local.sandbox: false``
-(``--unsafe-local``) runs them unsandboxed, and the report says so. ``down`` deletes the namespace and waits for it, then deletes the cluster if this
-run created it, unless ``TAKEHOME_KEEP_CLUSTER=1`` (which keeps cluster and namespace to inspect)
-or another grading's namespace is still there.
+(``--unsafe-local``) runs them unsandboxed, and the report says so. ``down`` deletes the
+namespace and waits for it, then deletes the cluster if this run created it, unless
+``TAKEHOME_KEEP_CLUSTER=1`` (which keeps cluster and namespace to inspect) or another grading's
+namespace is still there.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from harness.errors import GraderFault, SubmissionError
 from harness.isolation import bwrap, policy
 from harness.isolation.logcap import CappedSink
 from harness.isolation.relay import Relays
-from harness.processes import spawn_bounded
 from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
 from harness.runtimes import kube_podsecurity as podsec
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
@@ -287,7 +287,8 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     def _tool_dirs(self) -> list[Path]:
         """Where the tools candidate commands may use (kubectl) live, for PATH and the sandbox."""
-        return sorted({Path(self._kubectl()).resolve().parent} if Path(self._kubectl()).is_absolute() else set())
+        kubectl = Path(self._kubectl())
+        return [kubectl.resolve().parent] if kubectl.is_absolute() else []
 
     # --- the sandbox of candidate commands ------------------------------------------------------
 
@@ -301,8 +302,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
             for path in (home, self.state_dir, self.kube_dir):
                 path.mkdir(parents=True, exist_ok=True)
             ports, network = self._sandbox_ports()
-            system = tuple(Path(d) for d in bwrap.SYSTEM_DIRS)
-            tools = [d for d in self._tool_dirs() if not any(d.is_relative_to(s) for s in system)]
+            tools = [d for d in self._tool_dirs() if not bwrap.is_system_path(d)]
             box = bwrap.Sandbox(name=f"kind-{self.ctx.run_id}", writable=[self.repo_dir, home, self.state_dir],
                                 readonly=[*bwrap.grader_python_dirs(), self.kube_dir, *tools], network=network,
                                 relays=Relays(outbound=ports), limits=policy.limits_from(self.ctx.config.local),
@@ -380,24 +380,15 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
         shown = shown or " ".join(argv)
         try:
             proc_env = self.command_env(env)
-            safe = "".join(c if c.isalnum() else "_" for c in name)
-            stem = self.ctx.work_dir / "commands" / f"{next(self._seq):03d}-{safe}"
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
             cfg = self.ctx.config.local
             box = self._ensure_sandbox()
             run_argv = box.wrap(argv, self.repo_dir) if box is not None else argv
             preexec = (box.preexec() if box is not None else
                        limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files))
-            out, err = self._sink(out_path), self._sink(err_path)
-            try:
-                code, stop = spawn_bounded(run_argv, cwd=self.repo_dir, env=proc_env, timeout_s=timeout_s,
-                                           stdout=out.fd, stderr=err.fd, preexec=preexec)
-            finally:
-                out.wait()
-                err.wait()
+            code, timed_out, out_path, err_path = self._spawn_captured(run_argv, name, self.repo_dir, proc_env,
+                                                                       timeout_s, preexec)
             result = CommandResult(name, shown, code, read_clipped(out_path, 20_000), read_clipped(err_path, 20_000),
-                                   time.monotonic() - started, stop is not None)
+                                   time.monotonic() - started, timed_out)
         except Exception as exc:  # noqa: BLE001 - reports failures, never raises
             result = CommandResult(name, shown, None, "", "", time.monotonic() - started,
                                    error=f"{type(exc).__name__}: {exc}")

@@ -28,8 +28,6 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
 from harness.errors import GraderFault
 from harness.runtimes.base import RuntimeContext
 from harness.runtimes.kind import KindRuntime
@@ -53,6 +51,7 @@ class ExistingCluster:
         self.kubeconfig_file = _kubeconfig_path(cfg.kubeconfig)
         self.kubectl = kubectl or shutil.which("kubectl") or "kubectl"
         self._admin: dict[str, Any] | None = None
+        self._node_address: str | None = cfg.node_address
         self.name = cfg.context or "current-context"
 
     # --- identity and credentials -----------------------------------------------------------------
@@ -142,9 +141,9 @@ class ExistingCluster:
         return list(self.cfg.node_ports)
 
     def node_address(self, api: Any) -> str:
-        """``kubernetes.node_address``, else the first Ready node's InternalIP."""
-        if self.cfg.node_address:
-            return str(self.cfg.node_address)
+        """``kubernetes.node_address``, else the first node's InternalIP (looked up once)."""
+        if self._node_address:
+            return str(self._node_address)
         from kubernetes import client
 
         try:
@@ -155,7 +154,8 @@ class ExistingCluster:
         for node in nodes:
             for addr in node.status.addresses or []:
                 if addr.type == "InternalIP":
-                    return str(addr.address)
+                    self._node_address = str(addr.address)
+                    return self._node_address
         raise GraderFault("no node has an InternalIP: set kubernetes.node_address in your grader config")
 
     def grader_host(self, docker_client: Any, api: Any = None) -> str:
@@ -230,8 +230,3 @@ class KubernetesRuntime(KindRuntime):
         return True, (f"kubectl at {shutil.which('kubectl')}; the cluster is the grader config's kubernetes: section "
                       f"(kubeconfig default {default}: {'present' if default.is_file() else 'missing'}), and "
                       "it needs kubernetes.registry or kubernetes.load_command")
-
-
-def describe_config(cfg: Any) -> str:
-    """The ``kubernetes:`` settings as YAML, for ``takehome runtimes``."""
-    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

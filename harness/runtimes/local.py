@@ -346,20 +346,10 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
         started = time.monotonic()
         try:
             proc_env = self.candidate_env(env)
-            safe_name = "".join(c if c.isalnum() else "_" for c in name)
-            stem = self.ctx.work_dir / "commands" / f"{next(self._seq):03d}-{safe_name}"
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
-            argv = self._argv(command)
-            out, err = self._sink(out_path), self._sink(err_path)
-            try:
-                code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=proc_env, timeout_s=timeout_s,
-                                           stdout=out.fd, stderr=err.fd, preexec=self._limits())
-            finally:
-                out.wait()
-                err.wait()
+            code, timed_out, out_path, err_path = self._spawn_captured(self._argv(command), name, self.repo_dir,
+                                                                       proc_env, timeout_s, self._limits())
             result = CommandResult(name, command, code, read_clipped(out_path, 20_000),
-                                   read_clipped(err_path, 20_000), time.monotonic() - started, stop is not None)
+                                   read_clipped(err_path, 20_000), time.monotonic() - started, timed_out)
         except Exception as exc:  # noqa: BLE001 - run_command reports failures, it never raises
             result = CommandResult(name, command, None, "", "", time.monotonic() - started,
                                    error=f"{type(exc).__name__}: {exc}")
