@@ -29,10 +29,10 @@ def _summary(label: str, report: GradeReport, wall: float) -> None:
     phases = {p.name: p.duration_s for p in report.phases}
     print("   phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()))
     print("   sections: " + ", ".join(f"{s.id} {s.points:g}/{s.max_points:g}" for s in report.sections))
-    lat = report.latency or {}
-    ms = lat.get("latency_ms", {})
-    print(f"   latency @ {lat.get('planned_rate_rps')} req/s: p50 {ms.get('p50')} ms, p99 {ms.get('p99')} ms, "
-          f"max {ms.get('max')} ms, errors {lat.get('errors')}, saturated {lat.get('saturated')}")
+    lat = report.latency
+    if lat is not None:
+        print(f"   latency @ {lat.rate_rps} req/s: p50 {lat.p50_ms} ms, p99 {lat.p99_ms} ms, "
+              f"max {lat.max_ms} ms, errors {lat.errors}, saturated {lat.saturated}")
     quiet = report.item("drift.quiet_on_baseline")
     if quiet:
         print(f"   baseline false-alarm polls: {quiet.evidence.get('false_alarm_polls')} of "

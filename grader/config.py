@@ -146,28 +146,16 @@ class KubernetesConfig(_Strict):
 
 class RubricItem(_Strict):
     points: float = Field(ge=0)
-    title: str
+    title: str | None = None  # default: the title in the item's check spec (grader/checks)
 
 
 class RubricSection(_Strict):
-    title: str
+    title: str | None = None  # default: the section title in its check spec
     items: dict[str, RubricItem] = Field(min_length=1)
 
     @property
     def max_points(self) -> float:
         return sum(i.points for i in self.items.values())
-
-
-#: The sections and items the grader's checks produce; the rubric may re-weight them, not rename them.
-KNOWN_ITEMS: dict[str, set[str]] = {
-    "deployment": {"v1_served", "v2_rollout"},
-    "correctness": {"predictions_match"},
-    "drift": {"quiet_on_baseline", "detects_scenarios", "detection_delay", "attribution"},
-    "latency": {"p99_under_slo", "error_rate"},
-    "rollback": {"restores_v1", "no_failed_requests", "within_budget", "idempotent"},
-    "robustness": {"rejects_bad_input", "stays_healthy"},
-    "observability": {"metrics_endpoint", "request_id_logged"},
-}
 
 
 class GraderConfig(_Strict):
@@ -182,13 +170,23 @@ class GraderConfig(_Strict):
 
     @model_validator(mode="after")
     def _rubric_matches_checks(self) -> "GraderConfig":
-        for section, items in self.rubric.items():
-            if section not in KNOWN_ITEMS:
-                raise ValueError(f"rubric.{section}: unknown section (known: {', '.join(KNOWN_ITEMS)})")
-            unknown = set(items.items) - KNOWN_ITEMS[section]
+        # The sections and items the checks declare (grader/checks/*.py SPEC): the rubric may
+        # re-weight or re-title them, not rename them. Local import: the checks import this module.
+        from grader.checks.registry import item_spec, known_items, spec
+
+        known = known_items()
+        for section, rubric_section in self.rubric.items():
+            if section not in known:
+                raise ValueError(f"rubric.{section}: unknown section (known: {', '.join(known)})")
+            unknown = set(rubric_section.items) - set(known[section])
             if unknown:
                 raise ValueError(f"rubric.{section}: unknown item(s) {sorted(unknown)} "
-                                 f"(known: {sorted(KNOWN_ITEMS[section])})")
+                                 f"(known: {sorted(known[section])})")
+            if rubric_section.title is None:
+                rubric_section.title = spec(section).title
+            for item_id, item in rubric_section.items.items():
+                if item.title is None:
+                    item.title = item_spec(section, item_id).title
         from harness.traffic.scenarios import SCENARIO_KINDS  # local import: keeps config import light
 
         bad = [s for s in self.traffic.scenarios if s not in SCENARIO_KINDS]

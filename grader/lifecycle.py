@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from grader.checks import correctness, deployment, drift, latency, observability, robustness, rollback
+from grader.checks.registry import SPECS
+from grader.checks.spec import CheckSpec
 from grader.config import GraderConfig
 from grader.results import CandidateInfo, GradeReport, Outcome, PhaseResult, utcnow
-from grader.scoring import score_sections, total
+from grader.scoring import Missing, score_sections, total
 from grader.session import INTERRUPT, Deadline, GradingSession, Interrupted, ReferenceModels, check_interrupted
 from harness.cleanup import CleanupStack
 from harness.contract import Contract, ContractError, load_contract
@@ -38,20 +39,6 @@ from harness.service import ServiceClient
 from harness.traffic.baseline import baseline_records
 
 GRADER_VERSION = "0.1.0"
-
-#: Section phases in the order the brief's lifecycle runs them, with their check module and timeout.
-SECTION_PHASES: list[tuple[str, Any, Callable[[GraderConfig], float]]] = [
-    # Two deploys, each a command plus the wait until its version is served.
-    ("deployment", deployment, lambda c: 2 * (c.timeouts.deploy + c.thresholds.rollout_timeout_s)),
-    ("correctness", correctness, lambda c: c.timeouts.correctness),
-    ("drift", drift, lambda c: c.timeouts.drift),
-    ("latency", latency, lambda c: c.timeouts.latency),
-    # Two rollback commands, the wait for v1 and the steady-state periods around them.
-    ("rollback", rollback, lambda c: 2 * c.timeouts.rollback + c.thresholds.rollback_budget_s + 15),
-    ("robustness", robustness, lambda c: c.timeouts.robustness),
-    ("observability", observability, lambda c: c.timeouts.robustness),
-]
-
 
 @dataclass
 class GradeRequest:
@@ -73,7 +60,7 @@ class _Run:
     report: GradeReport
     cleanup: CleanupStack = field(default_factory=CleanupStack)
     outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, Missing] = field(default_factory=dict)
     t0: float = field(default_factory=time.monotonic)
     runtime: Runtime | None = None  # set as soon as it exists: teardown and the report need it
 
@@ -181,8 +168,8 @@ def grade(req: GradeRequest) -> GradeReport:
             report.candidate.flavor = contract.flavor
             commands = contract.runtime(runtime_class(req.runtime).section_name())
         session, runtime = _bring_up(run, contract, commands, fetched.path, work, seed)
-        for section, module, timeout in SECTION_PHASES:
-            _run_section(run, session, section, module, timeout(config))
+        for spec in SPECS:  # the checks, in lifecycle order (grader/checks/registry.py)
+            _run_section(run, session, spec)
         if runtime is not None:
             _collect(run, runtime)
     except (SubmissionError, ContractError) as exc:
@@ -282,19 +269,38 @@ def _log_tail(runtime: Runtime, lines: int = 40) -> str:
         return f"(logs unavailable: {exc})"
 
 
-def _run_section(run: _Run, s: GradingSession, section: str, module: Any, timeout_s: float) -> None:
-    """Run one section's checks; a failure becomes missing-outcome reasons, never an abort."""
+def _run_section(run: _Run, s: GradingSession, spec: CheckSpec) -> None:
+    """Run one section's check; a failure becomes the missing outcomes' status and reason, never an abort."""
+    section = spec.section
     try:
-        with run.phase(section, timeout_s) as deadline:
-            run.outcomes[section] = module.run(s, deadline)
+        with run.phase(section, spec.timeout_s(run.config)) as deadline:
+            outcomes = spec.run(s, deadline)
+            run.outcomes[section] = checked_outcomes(spec, outcomes)
     except PhaseTimeout as exc:
-        run.missing[section] = f"phase timed out: {exc}"
+        run.missing[section] = Missing("timeout", f"phase timed out: {exc}")
     except SubmissionError as exc:
-        run.missing[section] = f"phase failed: {exc}"
+        run.missing[section] = Missing("skipped", f"phase failed: {exc}")
     except (KeyboardInterrupt, Interrupted):
         raise
     except Exception as exc:  # noqa: BLE001 - a check's own bug must not lose the other sections
-        run.missing[section] = f"grader error in this phase: {type(exc).__name__}: {exc}"
+        run.missing[section] = Missing("error", f"grader error in this phase: {type(exc).__name__}: {exc}")
+
+
+def checked_outcomes(spec: CheckSpec, outcomes: list[Outcome]) -> list[Outcome]:
+    """The check's outcomes, verified against its spec: declared items only, and evidence that fits
+    the spec's model (normalised to JSON data). A mismatch is the grader's bug, never the candidate's."""
+    from pydantic import ValidationError
+
+    undeclared = sorted({o.item for o in outcomes} - set(spec.item_ids))
+    if undeclared:
+        raise GraderFault(f"check {spec.section} returned undeclared item(s) {undeclared}")
+    for o in outcomes:
+        try:
+            o.evidence = spec.evidence.model_validate(o.evidence).dump()
+        except ValidationError as exc:
+            raise GraderFault(f"check {spec.section}.{o.item} wrote evidence that does not fit "
+                              f"{spec.evidence.__name__}: {exc}") from None
+    return outcomes
 
 
 def _collect(run: _Run, runtime: Runtime) -> None:
@@ -342,14 +348,12 @@ def _finish(run: _Run, session: GradingSession | None) -> GradeReport:
     if report.status != "completed":
         for section in run.config.rubric:
             if section not in run.outcomes:
-                missing.setdefault(section, f"not checked: {report.status.replace('_', ' ')}")
+                missing.setdefault(section, Missing("skipped", f"not checked: {report.status.replace('_', ' ')}"))
     report.sections = score_sections(run.config, run.outcomes, missing)
     report.score, report.max_score = total(report.sections)
     if session is not None:
         report.timeline = list(session.timeline)
-        lat = session.facts.get("latency")
-        if lat:
-            report.latency = {**lat, "spectrum": lat.get("spectrum_ms", [])}
+        report.latency = session.facts.latency
     report.finished_at = utcnow()
     report.duration_s = round(time.monotonic() - run.t0, 2)
     try:

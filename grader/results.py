@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"  # 1.1: ``latency`` is a LatencySummary (one spelling); item status "timeout"
 
-ItemStatus = Literal["pass", "partial", "fail", "skipped", "error", "inconclusive"]
+#: How an item ended. Set explicitly by the check (or, for an item without an outcome, by how its
+#: phase ended), never guessed from a message's wording.
+ItemStatus = Literal["pass", "partial", "fail", "skipped", "error", "timeout", "inconclusive"]
 PhaseStatus = Literal["ok", "failed", "timeout", "skipped", "interrupted", "error"]
 RunStatus = Literal["completed", "broken_submission", "grader_error", "interrupted"]
 
@@ -38,6 +40,12 @@ class Outcome(BaseModel):
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("item", mode="before")
+    @classmethod
+    def _item_id(cls, value: Any) -> Any:
+        # Checks pass their ItemSpec (grader.checks.spec); the outcome keeps its id.
+        return getattr(value, "id", value)
+
     @classmethod
     def passed(cls, item: str, message: str, **evidence: Any) -> "Outcome":
         return cls(item=item, fraction=1.0, status="pass", message=message, evidence=evidence)
@@ -59,6 +67,58 @@ class Outcome(BaseModel):
     @classmethod
     def inconclusive(cls, item: str, message: str, fraction: float = 0.0, **evidence: Any) -> "Outcome":
         return cls(item=item, fraction=fraction, status="inconclusive", message=message, evidence=evidence)
+
+
+class LatencySummary(BaseModel):
+    """The latency phase's numbers as the report carries them: one name per number for every
+    reader (renderers, follow-ups, Gradescope, benchmarks). Times in ms, rates in requests/s."""
+
+    rate_rps: float | None = None  # the planned open-loop rate
+    scheduled_rate_rps: float | None = None
+    achieved_rps: float | None = None
+    count: int = 0  # requests measured (after the warm-up)
+    scheduled: int = 0
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    error_rate: float | None = None
+    error_kinds: dict[str, int] = Field(default_factory=dict)
+    client_rejected: int = 0
+    client_errors: int = 0
+    abandoned: int = 0
+    clamped: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+    send_lag_p99_ms: float | None = None
+    send_lag_max_ms: float | None = None
+    saturated: bool = False
+    saturation_reason: str | None = None
+    min_samples_for_p99: int | None = None
+    slo_ms: float | None = None
+    #: ``[[percentile, ms], ...]`` for the spectrum plot.
+    spectrum: list[list[float | None]] = Field(default_factory=list)
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, Any], slo_ms: float | None = None) -> "LatencySummary":
+        """From ``harness.load.stats.LatencyStats.to_dict()``."""
+        lat = stats.get("latency_ms") or {}
+        lag = stats.get("send_lag_ms") or {}
+        return cls(rate_rps=stats.get("planned_rate_rps"), scheduled_rate_rps=stats.get("scheduled_rate_rps"),
+                   achieved_rps=stats.get("achieved_rate_rps"), count=stats.get("count", 0),
+                   scheduled=stats.get("scheduled", 0), sent=stats.get("sent", 0), ok=stats.get("ok", 0),
+                   errors=stats.get("errors", 0), error_rate=stats.get("error_rate"),
+                   error_kinds=stats.get("error_kinds") or {}, client_rejected=stats.get("client_rejected", 0),
+                   client_errors=stats.get("client_errors", 0), abandoned=stats.get("abandoned", 0),
+                   clamped=stats.get("clamped", 0), p50_ms=lat.get("p50"), p95_ms=lat.get("p95"),
+                   p99_ms=lat.get("p99"), p999_ms=lat.get("p99.9"), max_ms=lat.get("max"),
+                   mean_ms=lat.get("mean"), send_lag_p99_ms=lag.get("p99"), send_lag_max_ms=lag.get("max"),
+                   saturated=bool(stats.get("saturated")), saturation_reason=stats.get("saturation_reason"),
+                   min_samples_for_p99=stats.get("min_samples_for_p99"), slo_ms=slo_ms,
+                   spectrum=[list(p) for p in stats.get("spectrum_ms") or []])
 
 
 class ItemResult(BaseModel):
@@ -135,7 +195,7 @@ class GradeReport(BaseModel):
     sections: list[SectionResult] = Field(default_factory=list)
     phases: list[PhaseResult] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
-    latency: dict[str, Any] | None = None  # LatencyStats.to_dict() of the latency phase (spectrum for plots)
+    latency: LatencySummary | None = None  # the latency phase's numbers (spectrum for plots)
     followups: list[str] = Field(default_factory=list)
     error: str | None = None  # what broke, for broken_submission / grader_error / interrupted
     config_digest: str | None = None

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from grader.config import GraderConfig
+from grader.facts import Facts
 from grader.results import TimelineEvent
 from harness.contract import Contract
 from harness.fingerprint import Fingerprinter, VersionReading
@@ -39,19 +40,33 @@ def check_interrupted() -> None:
         raise Interrupted("stop signal received")
 
 
+class Clock:
+    """The time checks wait by. Tests pass a fake (``tests/fakes.py``) so waits cost nothing."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = Clock()
+
+
 class Deadline:
     """A cooperative phase timeout: long loops call ``check()``; waits use ``remaining()``."""
 
-    def __init__(self, seconds: float, phase: str) -> None:
+    def __init__(self, seconds: float, phase: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.phase = phase
         self.seconds = seconds
-        self.end = time.monotonic() + seconds
+        self.clock = clock
+        self.end = clock.monotonic() + seconds
 
     def remaining(self) -> float:
-        return max(0.0, self.end - time.monotonic())
+        return max(0.0, self.end - self.clock.monotonic())
 
     def expired(self) -> bool:
-        return time.monotonic() >= self.end
+        return self.clock.monotonic() >= self.end
 
     def check(self) -> None:
         """Raise PhaseTimeout once the phase has run out of time (or Interrupted on a stop signal)."""
@@ -84,10 +99,12 @@ class GradingSession:
     seed: int
     progress: Callable[[str], None]
     commands: Any = None  # the contract's deploy/rollback section for the runtime in use
+    clock: Clock = SYSTEM_CLOCK
     t0: float = field(default_factory=time.monotonic)
     timeline: list[TimelineEvent] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)  # cross-phase facts, e.g. "v2_served"
+    facts: Facts = field(default_factory=Facts)  # what checks learn for later checks (see their specs)
     sent_request_ids: list[str] = field(default_factory=list)
+    _last_predictions: list[float] | None = None
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,7 +121,7 @@ class GradingSession:
     def event(self, kind: str, label: str, **data: Any) -> None:
         """Add a timeline event at the current time."""
         with self._lock:
-            self.timeline.append(TimelineEvent(t_s=round(time.monotonic() - self.t0, 3), kind=kind,
+            self.timeline.append(TimelineEvent(t_s=round(self.clock.monotonic() - self.t0, 3), kind=kind,
                                                label=label, data=data))
 
     def fingerprint(self, phase: str = "probe") -> VersionReading:
@@ -121,4 +138,4 @@ class GradingSession:
 
     def last_probe_predictions(self) -> list[float] | None:
         """Predictions of the latest fingerprint probe (to learn the candidate's own signature)."""
-        return getattr(self, "_last_predictions", None)
+        return self._last_predictions

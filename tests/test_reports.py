@@ -20,11 +20,13 @@ from grader.reports import (drift_timeline_svg, followup_questions, latency_spec
                             write_reports)
 from grader.reports.json_report import SCHEMA_PATH, schema_text
 from grader.reports.markdown import md_text
-from grader.results import (CandidateInfo, GradeReport, ItemResult, PhaseResult, SectionResult,
+from grader.checks import registry
+from grader.config import load_config
+from grader.results import (CandidateInfo, GradeReport, ItemResult, LatencySummary, PhaseResult, SectionResult,
                             TimelineEvent)
 
 ROOT = Path(__file__).resolve().parent.parent
-RUBRIC = yaml.safe_load((ROOT / "grader" / "defaults.yaml").read_text())["rubric"]
+RUBRIC = load_config().model_dump()["rubric"]  # titles filled in from the check specs
 HOSTILE = "<script>alert('pwned')</script>"
 
 
@@ -67,7 +69,7 @@ FULL_OUTCOMES: dict[str, tuple[str, float, str, dict[str, Any]]] = {
     "quiet_on_baseline": ("fail", 0.0, "false alarm at 7 of 40 polls | on baseline traffic", {
         "baseline_rows": 2000, "polls": 40, "false_alarm_polls": 7, "unreadable_polls": 0,
         "request_errors": 0,
-        "log_excerpt": "\x1b[31mALARM\x1b[0m drift on f1\x00\n" * 50 + HOSTILE}),
+        "example_error": "\x1b[31mALARM\x1b[0m drift on f1\x00\n" * 50 + HOSTILE}),
     "detects_scenarios": ("partial", 0.6, "fired on 3 of 5 scenarios; missed: unit_change, frozen_feature", {
         "scenarios": [{"scenario": n, "kind": n, "ground_truth": _TRUTH[n], "quiet_before": True,
                        "detected": _DETECTED[n] is not None, "delay_rows": _DETECTED[n],
@@ -110,6 +112,7 @@ def _sections(outcomes: dict[str, tuple[str, float, str, dict[str, Any]]]) -> li
         items = []
         for iid, spec in sec["items"].items():
             status, frac, msg, ev = outcomes[iid]
+            registry.spec(sid).evidence.model_validate(ev)  # the fixtures have the checks' shapes
             items.append(ItemResult(id=f"{sid}.{iid}", title=spec["title"], section=sid,
                                     points=round(spec["points"] * frac, 2), max_points=spec["points"],
                                     status=status, message=msg, evidence=ev))
@@ -162,17 +165,16 @@ def _timeline() -> list[TimelineEvent]:
     return sorted(ev, key=lambda e: e.t_s)
 
 
-def _latency() -> dict[str, Any]:
-    """``LatencyStats.to_dict()`` plus ``slo_ms`` and ``spectrum``, as the lifecycle stores it."""
+def _latency() -> LatencySummary:
+    """From ``LatencyStats.to_dict()``, as the latency check stores it."""
     pcts = [round(100.0 * (1.0 - 10.0 ** (-k / 10.0)), 6) for k in range(0, 51)]
     spectrum = [[p, round(10 + 1.5 * p if p < 99 else 180 + 50 * (p - 99), 3)] for p in pcts]
     spectrum.append([100.0, 260.0])
-    return {"count": 1000, "scheduled": 1000, "sent": 1000, "ok": 1000, "errors": 0, "error_rate": 0.0,
-            "latency_ms": {"p50": 85.0, "p95": 152.5, "p99": 184.2, "p99.9": 229.0, "max": 260.0,
-                           "mean": 80.1},
-            "spectrum_ms": spectrum, "spectrum": spectrum, "planned_rate_rps": 50.0,
-            "scheduled_rate_rps": 50.0, "achieved_rate_rps": 49.8, "saturated": False,
-            "saturation_reason": None, "slo_ms": 100}
+    return LatencySummary.from_stats(
+        {"count": 1000, "scheduled": 1000, "sent": 1000, "ok": 1000, "errors": 0, "error_rate": 0.0,
+         "latency_ms": {"p50": 85.0, "p95": 152.5, "p99": 184.2, "p99.9": 229.0, "max": 260.0, "mean": 80.1},
+         "spectrum_ms": spectrum, "planned_rate_rps": 50.0, "scheduled_rate_rps": 50.0,
+         "achieved_rate_rps": 49.8, "saturated": False, "saturation_reason": None}, slo_ms=100)
 
 
 def full_report() -> GradeReport:
@@ -237,7 +239,7 @@ def test_schema_file_is_in_sync_with_the_model() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), \
         "grader/report.schema.json is stale: run `python -m grader.reports.json_report --write-schema`"
     schema = report_json_schema()
-    assert schema["$schema"].endswith("2020-12/schema") and "1.0" in schema["title"]
+    assert schema["$schema"].endswith("2020-12/schema") and "1.1" in schema["title"]
 
 
 def test_json_is_stable_and_finite() -> None:
@@ -379,7 +381,7 @@ def test_followups_ordered_by_points_lost_with_evidence() -> None:
 def test_followups_cover_every_rubric_item() -> None:
     for sid, sec in RUBRIC.items():
         for iid, spec in sec["items"].items():
-            assert (sid, iid) in fu._ASK, f"no follow-up question for {sid}.{iid}"
+            assert (sid, iid) in fu._BY_KEY, f"no follow-up question for {sid}.{iid}"
             item = ItemResult(id=iid, title=spec["title"], section=sid, points=0,
                               max_points=spec["points"], status="fail", message="it broke")
             q = fu.question_for(item, crashed_report())  # no evidence, no latency data
@@ -418,7 +420,7 @@ def test_plots_render_svg_and_none_without_data() -> None:
     assert "<script" not in drift
     assert rb.startswith("<svg") and "failed" in rb and "second rollback end (exit 0)" in rb
     assert lat == latency_spectrum_svg(report.latency)  # deterministic
-    assert latency_spectrum_svg(None) is None and latency_spectrum_svg({"spectrum": []}) is None
+    assert latency_spectrum_svg(None) is None and latency_spectrum_svg(LatencySummary()) is None
     assert drift_timeline_svg([]) is None and rollback_timeline_svg([]) is None
 
 

@@ -10,7 +10,7 @@ import pytest
 from grader.checks import drift, latency, rollback
 from grader.config import load_config
 from grader.results import Outcome
-from grader.scoring import score_sections, total
+from grader.scoring import Missing, score_sections, total
 from harness.fingerprint import Fingerprinter
 from harness.load.records import RequestRecord
 from harness.load.stats import LatencyStats
@@ -182,11 +182,17 @@ def test_latency_pass_fail_and_inconclusive() -> None:
 
 def test_missing_outcomes_score_zero_with_reason() -> None:
     outcomes = {"correctness": [Outcome.passed("predictions_match", "ok")]}
-    sections = score_sections(CFG, outcomes, {"drift": "phase timed out: too slow"})
+    sections = score_sections(CFG, outcomes, {"drift": Missing("timeout", "phase timed out: too slow"),
+                                              "rollback": Missing("error", "the word timed out is not a status")})
     score, mx = total(sections)
     assert (score, mx) == (15, 100)
     d = next(s for s in sections if s.id == "drift")
-    assert all(i.points == 0 and i.status == "error" and "timed out" in i.message for i in d.items)
+    assert all(i.points == 0 and i.status == "timeout" and "timed out" in i.message for i in d.items)
+    # The status is the one the lifecycle set, whatever the message says.
+    assert {i.status for i in next(s for s in sections if s.id == "rollback").items} == {"error"}
+    # A section nobody explained is "not checked", skipped.
+    assert {(i.status, i.message) for i in next(s for s in sections if s.id == "latency").items} == {
+        ("skipped", "not checked")}
 
 
 def test_dead_service_fails_latency_even_when_the_harness_lags() -> None:
@@ -220,7 +226,10 @@ class _FakeSession:
     """Answers fingerprints from a script: (version, predictions) per probe."""
 
     def __init__(self, script: list[tuple[str, list[float]]]) -> None:
+        from grader.session import SYSTEM_CLOCK
+
         self.script, self.i, self._last = script, 0, None
+        self.clock = SYSTEM_CLOCK
 
     def fingerprint(self, _phase: str):  # noqa: ANN201
         from harness.fingerprint import VersionReading

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from grader.checks.spec import CheckSpec, items
+from grader.evidence import CorrectnessEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
 from harness.traffic.baseline import baseline_records
@@ -11,6 +13,9 @@ from harness.traffic.baseline import baseline_records
 #: Hidden probe rows for correctness, and how many go in one request.
 CORRECTNESS_ROWS = 200
 BATCH = 25
+
+ITEMS = items("correctness", predictions_match="Predictions match the reference model on hidden probe rows")
+(PREDICTIONS_MATCH,) = ITEMS
 
 
 def _worst_rows(rows: list[dict], got: np.ndarray, want: np.ndarray, k: int = 3) -> list[dict]:
@@ -28,7 +33,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
         out = s.client.predict(rows[start:start + BATCH], request_id=rid)
         s.remember_request_id(rid)
         if not out.ok or out.predictions is None:
-            return [Outcome.failed("predictions_match", "a prediction request on valid input failed",
+            return [Outcome.failed(PREDICTIONS_MATCH, "a prediction request on valid input failed",
                                    failing_request=out.evidence(), rows_checked=len(served))]
         served.extend(out.predictions)
     got = np.asarray(served, dtype=float)
@@ -46,10 +51,14 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     need = s.config.thresholds.correctness_min_match
     if shares[best] >= need:
         note = "" if best == "v2" else " (v1 is live: the rollout is scored under deployment)"
-        return [Outcome.passed("predictions_match", f"{shares[best]:.1%} of {len(rows)} hidden rows match the "
+        return [Outcome.passed(PREDICTIONS_MATCH, f"{shares[best]:.1%} of {len(rows)} hidden rows match the "
                                f"reference {best} within {atol}{note}", **evidence)]
     evidence["worst_rows"] = _worst_rows(rows, got, want)
     # Some credit for mostly-right preprocessing, none for predictions that match nothing.
-    return [Outcome.partial("predictions_match", 0.5 * shares[best],
+    return [Outcome.partial(PREDICTIONS_MATCH, 0.5 * shares[best],
                             f"only {shares[best]:.1%} of hidden rows match the reference model "
                             f"(need {need:.0%}); largest error {max_err:.4f}", **evidence)]
+
+
+SPEC = CheckSpec(section="correctness", title="Prediction correctness", items=ITEMS, run=run, evidence=CorrectnessEvidence,
+                 timeout_s=lambda c: c.timeouts.correctness)

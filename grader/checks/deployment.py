@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
+from grader.checks.spec import CheckSpec, ItemSpec, items
+from grader.evidence import DeploymentEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
 from harness.contract import render_command
 from harness.fingerprint import VersionReading
+
+ITEMS = items("deployment",
+              v1_served="v1 deployed with the candidate's deploy command and served",
+              v2_rollout="v2 rolled out through the candidate's deploy step and served")
+V1_SERVED, V2_ROLLOUT = ITEMS
 
 
 #: When predictions match no reference version, stop waiting once they have been identical for
@@ -24,12 +29,12 @@ def wait_for_version(s: GradingSession, version: str, timeout_s: float, phase: s
     Predictions that match no reference (a preprocessing bug) cannot become ``version``; waiting
     ends once they are stable, so the caller can fingerprint by the candidate's own signature.
     """
-    start = time.monotonic()
+    start = s.clock.monotonic()
     seen: list[str] = []
     reading = s.fingerprint(phase)
     seen.append(reading.version)
-    stable: list[tuple[float, list[float] | None]] = [(time.monotonic(), s.last_probe_predictions())]
-    while reading.version != version and time.monotonic() - start < timeout_s:
+    stable: list[tuple[float, list[float] | None]] = [(s.clock.monotonic(), s.last_probe_predictions())]
+    while reading.version != version and s.clock.monotonic() - start < timeout_s:
         last = stable[-1][1]
         if reading.version == "unknown" and last is not None:
             # The trailing run of identical predictions: enough probes, spanning enough time?
@@ -40,15 +45,15 @@ def wait_for_version(s: GradingSession, version: str, timeout_s: float, phase: s
                 n += 1
             if n >= STABLE_PROBES and stable[-1][0] - stable[-n][0] >= STABLE_S:
                 break
-        time.sleep(interval_s)
+        s.clock.sleep(interval_s)
         reading = s.fingerprint(phase)
-        stable.append((time.monotonic(), s.last_probe_predictions() if reading.version == "unknown" else None))
+        stable.append((s.clock.monotonic(), s.last_probe_predictions() if reading.version == "unknown" else None))
         if reading.version != seen[-1]:
             seen.append(reading.version)
-    return reading, time.monotonic() - start, seen
+    return reading, s.clock.monotonic() - start, seen
 
 
-def deploy(s: GradingSession, version: str, item: str, deadline: Deadline) -> Outcome:
+def deploy(s: GradingSession, version: str, item: ItemSpec, deadline: Deadline) -> Outcome:
     """Run ``deploy <version>`` and check, from predictions alone, that ``version`` is then served."""
     command = render_command(s.commands.deploy, version)
     s.progress(f"deploy {version}: {command}")
@@ -65,7 +70,7 @@ def deploy(s: GradingSession, version: str, item: str, deadline: Deadline) -> Ou
 
     if reading.version == version:
         if version == "v1" or reading.basis == "reference":
-            s.facts[f"{version}_served"] = True
+            s.facts.mark_served(version)
             if predictions is not None:
                 s.fingerprinter.learn(version, predictions)
         if not result.ok:
@@ -81,12 +86,12 @@ def deploy(s: GradingSession, version: str, item: str, deadline: Deadline) -> Ou
         other = "v1" if version == "v2" else "v2"
         s.fingerprinter.learn(version, predictions)
         if version == "v1":
-            s.facts["v1_served"] = True
+            s.facts.mark_served("v1")
             return Outcome.passed(item, "deploy v1 succeeded; predictions match no reference version, so v1 "
                                   "is identified from here on by the service's own responses", **evidence)
         reread = s.fingerprinter.classify(predictions)
         if other in s.fingerprinter.signatures and reread.version == version:
-            s.facts[f"{version}_served"] = True
+            s.facts.mark_served(version)
             return Outcome.passed(item, f"{version} served: responses changed from the v1 signature "
                                   "(predictions match no reference version)", **evidence)
         return Outcome.failed(item, f"deploy {version} exited 0 but the responses did not change from v1's",
@@ -101,7 +106,14 @@ def deploy(s: GradingSession, version: str, item: str, deadline: Deadline) -> Ou
 
 def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     """Deployment section: v1 via deploy, then v2 via deploy (the rollout)."""
-    out = [deploy(s, "v1", "v1_served", deadline)]
+    out = [deploy(s, "v1", V1_SERVED, deadline)]
     deadline.check()
-    out.append(deploy(s, "v2", "v2_rollout", deadline))
+    out.append(deploy(s, "v2", V2_ROLLOUT, deadline))
     return out
+
+
+SPEC = CheckSpec(
+    section="deployment", title="Deployment and rollout", items=ITEMS, run=run, evidence=DeploymentEvidence,
+    # Two deploys, each a command plus the wait until its version is served.
+    timeout_s=lambda c: 2 * (c.timeouts.deploy + c.thresholds.rollout_timeout_s),
+    provides=("v1_served", "v2_served"))

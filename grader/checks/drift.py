@@ -8,9 +8,10 @@ how a monitor that always fires loses these points.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
+from grader.checks.spec import CheckSpec, items
+from grader.evidence import DriftEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
 from harness.observers.base import DriftReading
@@ -20,6 +21,13 @@ from harness.traffic.scenarios import Scenario, make_scenarios, scenario_records
 
 #: Quiet polls in a row that end a washout.
 QUIET_POLLS = 2
+
+ITEMS = items("drift",
+              quiet_on_baseline="No false alarm on in-distribution traffic",
+              detects_scenarios="Alarm fires on each drift scenario",
+              detection_delay="Alarm fires soon after drift starts",
+              attribution="Alarm names the drifted feature")
+QUIET_ON_BASELINE, DETECTS_SCENARIOS, DETECTION_DELAY, ATTRIBUTION = ITEMS
 
 
 @dataclass
@@ -118,11 +126,11 @@ class DriftDriver:
 
         Stops early when the reading becomes ``until_firing`` (None: poll for the whole period).
         """
-        end = time.monotonic() + self.cfg.settle_s
+        end = self.s.clock.monotonic() + self.cfg.settle_s
         reading = self.poll(log)
-        while time.monotonic() < end and (until_firing is None or bool(reading.ok and reading.firing)
+        while self.s.clock.monotonic() < end and (until_firing is None or bool(reading.ok and reading.firing)
                                           != until_firing):
-            time.sleep(0.5)
+            self.s.clock.sleep(0.5)
             reading = self.poll(log)
         return reading
 
@@ -194,8 +202,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
 
 
 def _unreadable(message: str, evidence: dict) -> list[Outcome]:
-    return [Outcome.failed(item, message, **evidence) for item in
-            ("quiet_on_baseline", "detects_scenarios", "detection_delay", "attribution")]
+    return [Outcome.failed(item, message, **evidence) for item in ITEMS]
 
 
 def score(s: GradingSession, base: PhaseLog, results: list[ScenarioOutcome]) -> list[Outcome]:
@@ -211,21 +218,21 @@ def score(s: GradingSession, base: PhaseLog, results: list[ScenarioOutcome]) -> 
 
     false_alarm_share = base.firing_polls / max(1, base.readable_polls)
     if not detected and base.firing_polls == 0:
-        quiet = Outcome.failed("quiet_on_baseline", "the monitor never fired on any drift scenario, so its "
+        quiet = Outcome.failed(QUIET_ON_BASELINE, "the monitor never fired on any drift scenario, so its "
                                "silence on baseline traffic earns no credit", **base_ev)
     elif not detected:
         # Name the false alarms: "never fired" would misdescribe a monitor that fires on clean traffic.
-        quiet = Outcome.failed("quiet_on_baseline", f"false alarm at {base.firing_polls} of "
+        quiet = Outcome.failed(QUIET_ON_BASELINE, f"false alarm at {base.firing_polls} of "
                                f"{base.readable_polls} polls on in-distribution traffic, and no drift "
                                "scenario was detected from a quiet start", **base_ev)
     elif base.firing_polls == 0:
-        quiet = Outcome.passed("quiet_on_baseline", f"no alarm at any of {len(base.polls)} polls over "
+        quiet = Outcome.passed(QUIET_ON_BASELINE, f"no alarm at any of {len(base.polls)} polls over "
                                f"{base.rows_sent} in-distribution rows", **base_ev)
     elif false_alarm_share <= 0.05:
-        quiet = Outcome.partial("quiet_on_baseline", 0.5, f"false alarm at {base.firing_polls} of "
+        quiet = Outcome.partial(QUIET_ON_BASELINE, 0.5, f"false alarm at {base.firing_polls} of "
                                 f"{base.readable_polls} polls on in-distribution traffic", **base_ev)
     else:
-        quiet = Outcome.failed("quiet_on_baseline", f"false alarm at {base.firing_polls} of "
+        quiet = Outcome.failed(QUIET_ON_BASELINE, f"false alarm at {base.firing_polls} of "
                                f"{base.readable_polls} polls ({false_alarm_share:.0%}) on in-distribution "
                                "traffic", **base_ev)
 
@@ -236,7 +243,7 @@ def score(s: GradingSession, base: PhaseLog, results: list[ScenarioOutcome]) -> 
         msg += f"; missed: {', '.join(missed)}"
     if not_quiet:
         msg += f"; alarm never cleared before: {', '.join(not_quiet)}"
-    detects = Outcome.partial("detects_scenarios", len(detected) / max(1, n), msg, scenarios=per_scenario)
+    detects = Outcome.partial(DETECTS_SCENARIOS, len(detected) / max(1, n), msg, scenarios=per_scenario)
 
     def delay_credit(r: ScenarioOutcome) -> float:
         if not r.detected or r.delay_rows is None:
@@ -246,12 +253,16 @@ def score(s: GradingSession, base: PhaseLog, results: list[ScenarioOutcome]) -> 
         return max(0.0, 1 - (r.delay_rows - th.detection_fast_rows) / max(1, max_rows - th.detection_fast_rows))
 
     delays = {r.scenario.name: r.delay_rows for r in results}
-    delay = Outcome.partial("detection_delay", sum(delay_credit(r) for r in results) / max(1, n),
+    delay = Outcome.partial(DETECTION_DELAY, sum(delay_credit(r) for r in results) / max(1, n),
                             f"rows until the alarm: {delays} (full credit within {th.detection_fast_rows})",
                             delay_rows=delays, fast_rows=th.detection_fast_rows)
     hits = [r for r in results if r.attribution_hit(th.attribution_max_features)]
-    attribution = Outcome.partial("attribution", len(hits) / max(1, n),
+    attribution = Outcome.partial(ATTRIBUTION, len(hits) / max(1, n),
                                   f"named the drifted feature in {len(hits)} of {n} scenarios",
                                   named={r.scenario.name: {"named": r.named, "truth": list(r.scenario.features)}
                                          for r in results})
     return [quiet, detects, delay, attribution]
+
+
+SPEC = CheckSpec(section="drift", title="Drift monitoring", items=ITEMS, run=run, evidence=DriftEvidence,
+                 timeout_s=lambda c: c.timeouts.drift)

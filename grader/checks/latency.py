@@ -7,7 +7,9 @@ candidate nothing.
 
 from __future__ import annotations
 
-from grader.results import Outcome
+from grader.checks.spec import CheckSpec, items
+from grader.evidence import LatencyEvidence
+from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
 from harness.load.records import RequestSpec
 from harness.load.runner import LoadPlan, run_open_loop
@@ -16,6 +18,10 @@ from harness.traffic.baseline import baseline_records
 
 #: Every Nth load request id is kept to look for in the candidate's logs later.
 _REMEMBER_EVERY = 200
+
+ITEMS = items("latency", p99_under_slo="p99 latency under the SLO at the stated open-loop rate",
+              error_rate="Error rate under load")
+P99_UNDER_SLO, ERROR_RATE = ITEMS
 
 
 def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
@@ -53,9 +59,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
         if not stats.saturated or attempt == 2 or deadline.remaining() < total_s + 5:
             break
         s.progress(f"latency: load generator saturated ({stats.saturation_reason}); measuring again")
-    summary = stats.to_dict()
-    summary["slo_ms"] = th.latency_p99_ms
-    s.facts["latency"] = summary
+    s.facts.latency = LatencySummary.from_stats(stats.to_dict(), th.latency_p99_ms)
     outcomes = judge(stats, th.latency_p99_ms, th.latency_error_rate, service_time_p99_ms(result.records, cfg.warmup_s))
     for o in outcomes:
         o.evidence["attempts"] = len(attempts)
@@ -95,7 +99,7 @@ def judge(stats, slo_ms: float, max_error_rate: float,  # noqa: ANN001 - Latency
     ev["p99_from_actual_send_ms"] = _r(lower_bound_p99_ms)
     if server_errors > 0.5 * max(1, stats.scheduled):
         msg = f"{server_errors} of {stats.scheduled} requests failed ({_top_error(stats)}): the service is not serving"
-        return [Outcome.failed("p99_under_slo", msg, **ev), Outcome.failed("error_rate", msg, **ev)]
+        return [Outcome.failed(P99_UNDER_SLO, msg, **ev), Outcome.failed(ERROR_RATE, msg, **ev)]
     upper = float(stats.p99_ms or 0.0)
     if status == "inconclusive" and stats.saturated and stats.count >= 460:
         if upper <= slo_ms:
@@ -105,28 +109,32 @@ def judge(stats, slo_ms: float, max_error_rate: float,  # noqa: ANN001 - Latency
     if status == "inconclusive":
         # The harness could not keep its schedule (or measured too few requests): not the candidate's fault.
         rate = server_errors / max(1, stats.scheduled)
-        err_out = (Outcome.inconclusive("error_rate", message, fraction=1.0, **ev) if rate <= max_error_rate else
-                   Outcome.partial("error_rate", 1.0 - rate / 0.05, f"error rate {rate:.2%} "
+        err_out = (Outcome.inconclusive(ERROR_RATE, message, fraction=1.0, **ev) if rate <= max_error_rate else
+                   Outcome.partial(ERROR_RATE, 1.0 - rate / 0.05, f"error rate {rate:.2%} "
                                    f"({server_errors} of {stats.scheduled}) above {max_error_rate:.2%}", **ev))
-        return [Outcome.inconclusive("p99_under_slo", message, fraction=1.0, **ev), err_out]
+        return [Outcome.inconclusive(P99_UNDER_SLO, message, fraction=1.0, **ev), err_out]
     p99 = lower_bound_p99_ms if status == "judged-on-lower-bound" and lower_bound_p99_ms else upper
     basis = " (measured from actual send times: the load generator lagged)" if status == "judged-on-lower-bound" else ""
     if p99 <= slo_ms:
-        p99_out = Outcome.passed("p99_under_slo", f"p99 {p99:.1f} ms <= SLO {slo_ms:g} ms "
+        p99_out = Outcome.passed(P99_UNDER_SLO, f"p99 {p99:.1f} ms <= SLO {slo_ms:g} ms "
                                  f"({stats.count} requests after warm-up)", **ev)
     else:
         # Linear from full credit at the SLO to none at twice the SLO.
         frac = max(0.0, 1.0 - (p99 - slo_ms) / slo_ms)
-        p99_out = Outcome.partial("p99_under_slo", frac, f"p99 {p99:.1f} ms above SLO {slo_ms:g} ms{basis}", **ev)
+        p99_out = Outcome.partial(P99_UNDER_SLO, frac, f"p99 {p99:.1f} ms above SLO {slo_ms:g} ms{basis}", **ev)
     rate = stats.error_rate
     if rate <= max_error_rate:
-        err_out = Outcome.passed("error_rate", f"error rate {rate:.2%} ({stats.errors} of {stats.scheduled} "
+        err_out = Outcome.passed(ERROR_RATE, f"error rate {rate:.2%} ({stats.errors} of {stats.scheduled} "
                                  "scheduled requests)", **ev)
     else:
         # None left at 5% errors.
-        err_out = Outcome.partial("error_rate", 1.0 - rate / 0.05, f"error rate {rate:.2%} "
+        err_out = Outcome.partial(ERROR_RATE, 1.0 - rate / 0.05, f"error rate {rate:.2%} "
                                   f"({stats.errors} of {stats.scheduled}) above {max_error_rate:.2%}", **ev)
     return [p99_out, err_out]
+
+
+SPEC = CheckSpec(section="latency", title="Latency under load", items=ITEMS, run=run, evidence=LatencyEvidence,
+                 timeout_s=lambda c: c.timeouts.latency, provides=("latency",))
 
 
 def _top_error(stats) -> str:  # noqa: ANN001 - LatencyStats

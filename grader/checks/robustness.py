@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from grader.checks.spec import CheckSpec, items
+from grader.evidence import RobustnessEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
 from harness.protocol import encode_request
@@ -13,6 +15,10 @@ from reference_model.schema import NULLABLE_FEATURES, NUMERIC_FEATURES
 
 #: Credit for stays_healthy when the service is still up but some bad input got a 5xx.
 SURVIVED_WITH_SERVER_ERRORS = 0.5
+
+ITEMS = items("robustness", rejects_bad_input="Malformed requests get a 4xx",
+              stays_healthy="No server error on bad input; service stays healthy")
+REJECTS_BAD_INPUT, STAYS_HEALTHY = ITEMS
 
 
 def _mutated(row: dict, fn: Callable[[dict], None]) -> dict:
@@ -68,7 +74,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
                            for r in failed))
     else:
         msg = f"all {len(results)} bad inputs got a 4xx"
-    rejects = Outcome.partial("rejects_bad_input", len(passed) / len(results), msg, cases=results)
+    rejects = Outcome.partial(REJECTS_BAD_INPUT, len(passed) / len(results), msg, cases=results)
 
     ready = s.client.ready()
     rid = s.request_id("robustness-after")
@@ -82,15 +88,19 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     ev = {"ready_after": ready.evidence(), "valid_request_after": valid.evidence(), "process_alive": alive,
           "server_errors_on_bad_input": server_errors}
     if ready.ok and valid.ok and server_errors:
-        healthy = Outcome.partial("stays_healthy", SURVIVED_WITH_SERVER_ERRORS,
+        healthy = Outcome.partial(STAYS_HEALTHY, SURVIVED_WITH_SERVER_ERRORS,
                                   f"still answering after the bad inputs, but {len(server_errors)} of them "
                                   f"caused a server error or a dropped connection: {', '.join(server_errors)}",
                                   **ev)
     elif ready.ok and valid.ok:
-        healthy = Outcome.passed("stays_healthy", "no bad input caused a server error, and the service is ready "
+        healthy = Outcome.passed(STAYS_HEALTHY, "no bad input caused a server error, and the service is ready "
                                  "and answering valid requests afterwards", **ev)
     else:
-        healthy = Outcome.failed("stays_healthy", "the service is not healthy after the bad inputs "
+        healthy = Outcome.failed(STAYS_HEALTHY, "the service is not healthy after the bad inputs "
                                  f"(ready: {ready.status or ready.error}, valid request: "
                                  f"{valid.status or valid.error})", **ev)
     return [rejects, healthy]
+
+
+SPEC = CheckSpec(section="robustness", title="Robustness to bad input", items=ITEMS, run=run, evidence=RobustnessEvidence,
+                 timeout_s=lambda c: c.timeouts.robustness)

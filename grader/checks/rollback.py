@@ -8,16 +8,21 @@ v1 is back is decided from predictions, never from what the service or the comma
 
 from __future__ import annotations
 
-import time
-
 from grader.checks.deployment import wait_for_version
+from grader.checks.spec import CheckSpec, items
+from grader.evidence import RollbackEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
 from harness.load.records import RequestSpec
 from harness.load.runner import BackgroundLoad, LoadPlan, LoadResult
 from harness.protocol import ProtocolError, decode_predictions, encode_request
 
-ITEMS = ("restores_v1", "no_failed_requests", "within_budget", "idempotent")
+ITEMS = items("rollback",
+              restores_v1="Rollback command serves v1 again (by prediction fingerprint)",
+              no_failed_requests="No failed requests during the switch",
+              within_budget="Switch completes within the time budget",
+              idempotent="Running it a second time is harmless")
+RESTORES_V1, NO_FAILED_REQUESTS, WITHIN_BUDGET, IDEMPOTENT = ITEMS
 #: Seconds of traffic before the command and after each switch, to see steady state on both sides.
 STEADY_S = 2.0
 #: At most this many per-request points go on the report's timeline.
@@ -44,7 +49,7 @@ def _classify(s: GradingSession, result: LoadResult) -> list[dict]:
 
 def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     """Run rollback twice under load and score the four rollback items."""
-    if not s.facts.get("v2_served"):
+    if not s.facts.v2_served:
         return [Outcome.skipped(i, "v2 was never served, so there is nothing to roll back from "
                                 "(see the deployment section)") for i in ITEMS]
     before = s.fingerprint("rollback-pre")
@@ -69,24 +74,24 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     command = s.commands.rollback
     load = BackgroundLoad(s.client.base_url, plan, request_for).start()
     try:
-        time.sleep(STEADY_S)
+        s.clock.sleep(STEADY_S)
         s.progress(f"rollback under {cfg.load.rollback_rate_rps:g} req/s: {command}")
-        t_cmd = time.monotonic()
+        t_cmd = s.clock.monotonic()
         s.event("rollback", "rollback start")
         first = s.runtime.run_command("rollback", command, timeout_s=min(cfg.timeouts.rollback, deadline.remaining()))
         s.event("rollback", "rollback end", exit_code=first.exit_code)
-        wait = max(0.0, budget - (time.monotonic() - t_cmd))
+        wait = max(0.0, budget - (s.clock.monotonic() - t_cmd))
         reading, _, seen = wait_for_version(s, "v1", wait, "rollback-wait", interval_s=0.25)
-        switch_s = time.monotonic() - t_cmd
+        switch_s = s.clock.monotonic() - t_cmd
         second = None
         after_second = None
         if reading.version == "v1":
-            time.sleep(STEADY_S)
+            s.clock.sleep(STEADY_S)
             s.event("rollback", "second rollback start")
             second = s.runtime.run_command("rollback (again)", command,
                                            timeout_s=min(cfg.timeouts.rollback, deadline.remaining()))
             s.event("rollback", "second rollback end", exit_code=second.exit_code)
-            time.sleep(STEADY_S)
+            s.clock.sleep(STEADY_S)
             after_second = s.fingerprint("rollback-post")
     finally:
         load.stop()
@@ -118,36 +123,43 @@ def score(s: GradingSession, first, second, reading, after_second, switch_s: flo
         msg = (f"the rollback command {claim}, but v1 was not served within {budget:g}s: the live model is "
                f"{reading.version} (decided from predictions, whatever the service reports)")
         dependent = "v1 was never restored, so this cannot be credited"
-        return [Outcome.failed("restores_v1", msg, **ev)] + [Outcome.failed(i, dependent) for i in ITEMS[1:]]
+        return [Outcome.failed(RESTORES_V1, msg, **ev)] + [Outcome.failed(i, dependent) for i in ITEMS[1:]]
 
-    restores = (Outcome.passed("restores_v1", f"v1 served {switch_s:.1f}s after the rollback command started",
+    restores = (Outcome.passed(RESTORES_V1, f"v1 served {switch_s:.1f}s after the rollback command started",
                                **ev) if first.ok else
-                Outcome.partial("restores_v1", 0.5, f"v1 is served, but the command exited {first.exit_code}",
+                Outcome.partial(RESTORES_V1, 0.5, f"v1 is served, but the command exited {first.exit_code}",
                                 **ev))
     if not failed:
-        no_fail = Outcome.passed("no_failed_requests", f"0 of {len(requests)} requests failed during the "
+        no_fail = Outcome.passed(NO_FAILED_REQUESTS, f"0 of {len(requests)} requests failed during the "
                                  "rollback phase", requests=len(requests))
     else:
         share = len(failed) / max(1, len(requests))
         examples = failed[:5]
-        no_fail = Outcome.partial("no_failed_requests", 0.5 if share <= 0.005 else 0.0,
+        no_fail = Outcome.partial(NO_FAILED_REQUESTS, 0.5 if share <= 0.005 else 0.0,
                                   f"{len(failed)} of {len(requests)} requests failed during the switch",
                                   failed_examples=examples, failed_requests=len(failed), requests=len(requests))
-    within = (Outcome.passed("within_budget", f"switched in {switch_s:.1f}s (budget {budget:g}s)",
+    within = (Outcome.passed(WITHIN_BUDGET, f"switched in {switch_s:.1f}s (budget {budget:g}s)",
                              switch_s=round(switch_s, 2), budget_s=budget)
               if switch_s <= budget else
-              Outcome.failed("within_budget", f"switch took {switch_s:.1f}s, over the {budget:g}s budget",
+              Outcome.failed(WITHIN_BUDGET, f"switch took {switch_s:.1f}s, over the {budget:g}s budget",
                              switch_s=round(switch_s, 2), budget_s=budget))
     if second is None or after_second is None:
-        idem = Outcome.failed("idempotent", "the second rollback was not run")
+        idem = Outcome.failed(IDEMPOTENT, "the second rollback was not run")
     elif after_second.version != "v1":
-        idem = Outcome.failed("idempotent", f"after running rollback a second time the live model is "
+        idem = Outcome.failed(IDEMPOTENT, f"after running rollback a second time the live model is "
                               f"{after_second.version}, not v1", command=second.evidence(),
                               fingerprint=after_second.evidence())
     elif not second.ok:
-        idem = Outcome.partial("idempotent", 0.5, f"v1 still served, but the second run exited "
+        idem = Outcome.partial(IDEMPOTENT, 0.5, f"v1 still served, but the second run exited "
                                f"{second.exit_code}", command=second.evidence())
     else:
-        idem = Outcome.passed("idempotent", "a second rollback exited 0 and v1 is still served",
+        idem = Outcome.passed(IDEMPOTENT, "a second rollback exited 0 and v1 is still served",
                               command=second.evidence(), fingerprint=after_second.evidence())
     return [restores, no_fail, within, idem]
+
+
+SPEC = CheckSpec(
+    section="rollback", title="One-command rollback", items=ITEMS, run=run, evidence=RollbackEvidence,
+    # Two rollback commands, the wait for v1 and the steady-state periods around them.
+    timeout_s=lambda c: 2 * c.timeouts.rollback + c.thresholds.rollback_budget_s + 15,
+    needs=("v2_served",))

@@ -22,6 +22,7 @@ ITEM_BADGES: dict[str, tuple[str, str]] = {
     "fail": ("❌", "fail"),
     "skipped": ("⏭️", "skipped"),
     "error": ("💥", "error"),
+    "timeout": ("⏱️", "timed out"),
     "inconclusive": ("❔", "inconclusive"),
 }
 PHASE_BADGES: dict[str, tuple[str, str]] = {
@@ -216,33 +217,9 @@ def _finite(*values: Any) -> float | None:
     return None
 
 
-def latency_summary(latency: dict[str, Any] | None) -> dict[str, Any]:
-    """The latency phase's numbers under flat names, from either shape the report may carry:
-    flat (``p99_ms``, ``rate_rps``, ``spectrum``) or ``LatencyStats.to_dict()`` (``latency_ms.p99``,
-    ``planned_rate_rps``, ``achieved_rate_rps``, ``spectrum_ms``). Missing numbers are None."""
-    lat = latency or {}
-    nested = lat.get("latency_ms") if isinstance(lat.get("latency_ms"), dict) else {}
-    spectrum = lat.get("spectrum") or lat.get("spectrum_ms") or []
-    return {
-        "rate_rps": _finite(lat.get("rate_rps"), lat.get("planned_rate_rps")),
-        "achieved_rps": _finite(lat.get("achieved_rps"), lat.get("achieved_rate_rps")),
-        "p50_ms": _finite(lat.get("p50_ms"), nested.get("p50")),
-        "p95_ms": _finite(lat.get("p95_ms"), nested.get("p95")),
-        "p99_ms": _finite(lat.get("p99_ms"), nested.get("p99")),
-        "p999_ms": _finite(lat.get("p999_ms"), nested.get("p99.9")),
-        "max_ms": _finite(lat.get("max_ms"), nested.get("max")),
-        "slo_ms": _finite(lat.get("slo_ms")),
-        "error_rate": _finite(lat.get("error_rate")),
-        "count": _finite(lat.get("count")),
-        "spectrum": spectrum if isinstance(spectrum, list) else [],
-        "saturated": bool(lat.get("saturated")),
-        "saturation_reason": lat.get("saturation_reason"),
-    }
-
-
 def latency_p99(report: GradeReport) -> float | None:
     """The latency phase's p99 in ms, if measured."""
-    return latency_summary(report.latency)["p99_ms"]
+    return report.latency.p99_ms if report.latency is not None else None
 
 
 def evidence_time(evidence: dict[str, Any], keys: tuple[str, ...]) -> float | None:

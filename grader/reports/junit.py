@@ -87,8 +87,8 @@ def _item_outcome(item: ItemResult) -> tuple[str, str, str] | None:
         return "failure", f"partial: earned {earned}: {item.message}", body
     if item.status == "fail":
         return "failure", f"failed: earned {earned}: {item.message}", body
-    if item.status == "error":
-        return "error", f"check error: {item.message}", body
+    if item.status in ("error", "timeout"):  # the phase broke or ran out of time: no verdict
+        return "error", f"check {item.status}: {item.message}", body
     return "skipped", f"{item.status}: {item.message}", body
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from grader.reports._format import (ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean, duration,
-                                    evidence_view, header_facts, latency_summary, num, pts, short,
+                                    evidence_view, header_facts, num, pts, short,
                                     what_went_wrong)
 from grader.reports.followups import followup_questions
 from grader.results import GradeReport, ItemResult, SectionResult
@@ -93,19 +93,19 @@ def _section(section: SectionResult) -> list[str]:
 
 
 def _latency(report: GradeReport) -> list[str]:
-    lat = latency_summary(report.latency)
+    lat = report.latency
+    if lat is None or lat.p99_ms is None:
+        return []
     keys = [("rate_rps", "target rate (req/s)"), ("achieved_rps", "achieved (req/s)"),
             ("p50_ms", "p50 (ms)"), ("p95_ms", "p95 (ms)"), ("p99_ms", "p99 (ms)"),
             ("p999_ms", "p99.9 (ms)"), ("max_ms", "max (ms)"), ("slo_ms", "SLO p99 (ms)"),
             ("error_rate", "error rate"), ("count", "requests")]
-    cells = [(label, lat[k]) for k, label in keys if lat[k] is not None]
-    if lat["p99_ms"] is None:
-        return []
+    cells = [(label, getattr(lat, k)) for k, label in keys if getattr(lat, k) is not None]
     lines = ["### Load test", "", "| " + " | ".join(lbl for lbl, _ in cells) + " |",
              "|" + "---:|" * len(cells), "| " + " | ".join(num(v, 3) for _, v in cells) + " |", ""]
-    if lat["saturated"]:
+    if lat.saturated:
         lines += [f"> The load generator could not keep its schedule "
-                  f"({md_text(lat['saturation_reason'] or 'saturated', 200)}): latency is inconclusive.", ""]
+                  f"({md_text(lat.saturation_reason or 'saturated', 200)}): latency is inconclusive.", ""]
     return lines
 
 

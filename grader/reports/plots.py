@@ -46,8 +46,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from grader.reports._format import latency_summary
-from grader.results import TimelineEvent
+from grader.results import LatencySummary, TimelineEvent
 
 _SIZE = (7.5, 2.6)  # inches; about 720 x 250 px at 96 dpi
 _RC = {"svg.fonttype": "none", "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
@@ -94,17 +93,16 @@ def _label(value: Any, limit: int) -> str:
 
 
 # ---------------------------------------------------------------- latency ---------------------
-def latency_spectrum_svg(latency: dict[str, Any] | None) -> str | None:
+def latency_spectrum_svg(latency: LatencySummary | None) -> str | None:
     """Latency by percentile, HdrHistogram style: x is 1/(1-p) on a log axis ("nines").
 
-    Reads ``latency["spectrum"]`` (or ``spectrum_ms``): ``[[percentile, ms], ...]`` with
-    percentiles in 0..100 (or 0..1 when none exceeds 1; the 100th, the max, is left out), and
-    optionally ``slo_ms`` (dashed line), the p99 (``p99_ms`` or ``latency_ms.p99``, marked) and
-    the rate (``rate_rps`` or ``planned_rate_rps``, in the title).
+    Reads ``latency.spectrum``: ``[[percentile, ms], ...]`` with percentiles in 0..100 (or 0..1
+    when none exceeds 1; the 100th, the max, is left out), and ``slo_ms`` (dashed line), ``p99_ms``
+    (marked) and ``rate_rps`` (in the title) when known.
     """
-    lat = latency_summary(latency)
-    pairs = [(_number(p[0]), _number(p[1])) for p in lat["spectrum"]
-             if isinstance(p, (list, tuple)) and len(p) >= 2]
+    if latency is None:
+        return None
+    pairs = [(_number(p[0]), _number(p[1])) for p in latency.spectrum if len(p) >= 2]
     pairs = [(p, ms) for p, ms in pairs if p is not None and ms is not None]
     if not pairs:
         return None
@@ -123,17 +121,17 @@ def latency_spectrum_svg(latency: dict[str, Any] | None) -> str | None:
         ax.minorticks_off()
         ax.set_xlabel("percentile")
         ax.set_ylabel("latency (ms)")
-        slo, p99 = lat["slo_ms"], lat["p99_ms"]
+        slo, p99 = latency.slo_ms, latency.p99_ms
         if slo is not None:
             ax.axhline(slo, color="#c0392b", ls="--", lw=1.2, label=f"SLO {slo:g} ms")
         if p99 is not None:
             ax.plot([100.0], [p99], "o", color="#c0392b" if slo is not None and p99 > slo else "#1e8449",
                     ms=6, label=f"p99 {p99:.1f} ms")
         ax.set_ylim(bottom=0, top=max(ys + [slo or 0.0, p99 or 0.0]) * 1.15 or 1.0)
-        rate = lat["rate_rps"]
+        rate = latency.rate_rps
         title = (f"Latency by percentile at {rate:g} req/s (open loop)" if rate is not None
                  else "Latency by percentile (open loop)")
-        if lat["saturated"]:
+        if latency.saturated:
             title += " — load generator saturated: inconclusive"
         ax.set_title(title)
         ax.grid(True, axis="both", color="#dddddd", lw=0.6)
