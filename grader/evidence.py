@@ -31,6 +31,10 @@ class Evidence(BaseModel):
         """The keys that were set, as JSON-ready data."""
         return self.model_dump(mode="json", exclude_unset=True)
 
+    def duration_s(self) -> float | None:
+        """Seconds the item's own work took (a JUnit testcase's time), when the evidence says."""
+        return None
+
     @classmethod
     def of(cls, item: ItemResult) -> Self:
         """An item's evidence as this model; an empty one when it was not written by this grader
@@ -83,6 +87,9 @@ class DeploymentEvidence(Evidence):
     fingerprint: FingerprintEvidence | None = None
     versions_seen: list[str] | None = None
     seconds_until_served: Num | None = None
+
+    def duration_s(self) -> float | None:
+        return None if self.deploy is None or self.deploy.duration_s is None else float(self.deploy.duration_s)
 
 
 class CorrectnessEvidence(Evidence):
@@ -178,6 +185,9 @@ class RollbackEvidence(Evidence):
     last_v2_response_s_after_command: Num | None = None
     switch_s: Num | None = None
     budget_s: Num | None = None
+
+    def duration_s(self) -> float | None:
+        return None if self.command is None or self.command.duration_s is None else float(self.command.duration_s)
 
 
 class BadInputCase(BaseModel):

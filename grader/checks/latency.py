@@ -11,8 +11,9 @@ from grader.checks.spec import CheckSpec, items
 from grader.evidence import LatencyEvidence
 from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
-from harness.load.records import RequestSpec
+from harness.load.records import RequestRecord, RequestSpec
 from harness.load.runner import LoadPlan, run_open_loop
+from harness.load.stats import LatencyStats
 from harness.protocol import encode_request
 from harness.traffic.baseline import baseline_records
 
@@ -66,7 +67,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     return outcomes
 
 
-def service_time_p99_ms(records: list, warmup_s: float) -> float | None:  # noqa: ANN001 - RequestRecord
+def service_time_p99_ms(records: list[RequestRecord], warmup_s: float) -> float | None:
     """p99 of latency measured from the *actual* send time: a lower bound on the true p99.
 
     When the generator lags, latency from the intended time is an upper bound (it includes the
@@ -78,7 +79,7 @@ def service_time_p99_ms(records: list, warmup_s: float) -> float | None:  # noqa
     return float(np.percentile(vals, 99) * 1000.0) if len(vals) >= 100 else None
 
 
-def judge(stats, slo_ms: float, max_error_rate: float,  # noqa: ANN001 - LatencyStats
+def judge(stats: LatencyStats, slo_ms: float, max_error_rate: float,
           lower_bound_p99_ms: float | None = None) -> list[Outcome]:
     """Turn latency statistics into the two outcomes (pure).
 
@@ -137,7 +138,7 @@ SPEC = CheckSpec(section="latency", title="Latency under load", items=ITEMS, run
                  timeout_s=lambda c: c.timeouts.latency, provides=("latency",))
 
 
-def _top_error(stats) -> str:  # noqa: ANN001 - LatencyStats
+def _top_error(stats: LatencyStats) -> str:
     kinds = sorted(stats.error_kinds.items(), key=lambda kv: -kv[1])
     return ", ".join(f"{k}: {n}" for k, n in kinds[:3]) or "no detail"
 

@@ -13,9 +13,11 @@ from grader.checks.spec import CheckSpec, items
 from grader.evidence import RollbackEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
+from harness.fingerprint import VersionReading
 from harness.load.records import RequestSpec
 from harness.load.runner import BackgroundLoad, LoadPlan, LoadResult
 from harness.protocol import ProtocolError, decode_predictions, encode_request
+from harness.runtimes.base import CommandResult
 
 ITEMS = items("rollback",
               restores_v1="Rollback command serves v1 again (by prediction fingerprint)",
@@ -106,8 +108,9 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     return score(s, first, second, reading, after_second, switch_s, seen, requests, t_cmd - s.t0)
 
 
-def score(s: GradingSession, first, second, reading, after_second, switch_s: float,  # noqa: ANN001
-          seen: list[str], requests: list[dict], t_cmd: float) -> list[Outcome]:
+def score(s: GradingSession, first: CommandResult, second: CommandResult | None, reading: VersionReading,
+          after_second: VersionReading | None, switch_s: float, seen: list[str], requests: list[dict],
+          t_cmd: float) -> list[Outcome]:
     """Turn what was observed into the four rollback outcomes (pure)."""
     budget = s.config.thresholds.rollback_budget_s
     failed = [r for r in requests if not r["ok"]]

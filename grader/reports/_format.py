@@ -222,21 +222,6 @@ def latency_p99(report: GradeReport) -> float | None:
     return report.latency.p99_ms if report.latency is not None else None
 
 
-def evidence_time(evidence: dict[str, Any], keys: tuple[str, ...]) -> float | None:
-    """The first of ``keys`` found in ``evidence`` or one level down (``deploy.duration_s``)."""
-    for key in keys:
-        found = _finite(evidence.get(key))
-        if found is not None:
-            return found
-    for value in evidence.values():
-        if isinstance(value, dict):
-            for key in keys:
-                found = _finite(value.get(key))
-                if found is not None:
-                    return found
-    return None
-
-
 def header_facts(report: GradeReport) -> list[tuple[str, str]]:
     """The scorecard header as (label, value) pairs, in display order."""
     cand = report.candidate

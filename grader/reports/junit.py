@@ -17,13 +17,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from grader.reports._format import clean, evidence_text, evidence_time, num, short
+from grader.reports._format import clean, evidence_text, num, short
 from grader.results import GradeReport, ItemResult, PhaseResult, SectionResult
-
-#: Evidence keys read as a testcase's duration in seconds (first present wins; also one level
-#: down, e.g. ``deploy.duration_s`` of a command's evidence).
-TIME_KEYS = ("duration_s", "elapsed_s", "time_s")
-
 
 def _t(value: float | None) -> str:
     return f"{max(0.0, value or 0.0):.3f}"
@@ -93,7 +88,11 @@ def _item_outcome(item: ItemResult) -> tuple[str, str, str] | None:
 
 
 def _item_time(item: ItemResult) -> float | None:
-    return evidence_time(item.evidence, TIME_KEYS)
+    """The item's own command time (deploy, rollback), from its section's evidence model."""
+    from grader.checks.registry import SPECS
+
+    spec = next((s for s in SPECS if s.section == item.section), None)
+    return spec.evidence.of(item).duration_s() if spec else None
 
 
 def _section_suite(root: ET.Element, report: GradeReport, s: SectionResult) -> dict[str, int]:
