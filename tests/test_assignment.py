@@ -30,7 +30,8 @@ from harness.traffic.baseline import baseline_records
 from reference_model.paths import available_flavors, ensure_artifacts
 
 REPO = ASSIGNMENT_DIR.parent
-DEFAULTS = yaml.safe_load((REPO / "grader" / "defaults.yaml").read_text())
+# The effective defaults, not the raw YAML: rubric titles live in the check specs, not in defaults.yaml.
+DEFAULTS = docs.grader_settings()
 COMMON = {
     "README.md", "CONTRACT.md", "MANIFEST.json", "takehome.schema.json", "takehome.example.yaml", "selfcheck.py",
     "requirements-model.txt", "examples/fastapi/takehome.yaml", "examples/fastapi/README.md",
