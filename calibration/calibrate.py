@@ -34,8 +34,10 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.runtimes import registry
+
 EXPECTED_PATH = Path(__file__).parent / "expected.yaml"
-RUNTIMES = ("local", "docker", "kind", "kubernetes")
+RUNTIMES = registry.NAMES
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 
 
@@ -65,15 +67,16 @@ class Expectation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     description: str | None = None
-    runtimes: list[Literal["local", "docker", "kind", "kubernetes"]] = Field(default_factory=lambda: ["local"], min_length=1)
+    runtimes: list[Literal[RUNTIMES]] = Field(default_factory=lambda: ["local"], min_length=1)  # type: ignore[valid-type]
     loses: list[str] = Field(default_factory=list)
     sections: dict[str, Bound] = Field(default_factory=dict)
     items: dict[str, Bound] = Field(default_factory=dict)
     min_total: float | None = Field(default=None, ge=0)
 
     def holds_on(self, runtime: str) -> bool:
-        """Whether this expectation applies on ``runtime`` (kind's hold on any Kubernetes cluster too)."""
-        return runtime in self.runtimes or (runtime == "kubernetes" and "kind" in self.runtimes)
+        """Whether this expectation applies on ``runtime``, or on the runtime whose contract section it
+        grades with (kind's hold on any Kubernetes cluster too)."""
+        return runtime in self.runtimes or registry.get(runtime).section_name() in self.runtimes
 
     @field_validator("runtimes", "loses")
     @classmethod

@@ -12,6 +12,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from harness.runtimes import registry  # light: runtime implementations are imported on first use
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Grade MLOps take-home submissions: deploy, replay drift, load, roll back, score.")
 err = Console(stderr=True, highlight=False)
@@ -51,7 +53,8 @@ def exit_code_for(status: str, score: float, min_score: float | None) -> Exit:
 @app.command()
 def grade(
     repo: str = typer.Option(..., "--repo", "-r", help="Candidate repo: a git URL or a local path."),
-    runtime: str = typer.Option("local", "--runtime", help="Where to deploy it: local, docker, kind (a kind cluster it makes or reuses) or kubernetes (the cluster the grader config's kubernetes: section names)."),
+    runtime: str = typer.Option("local", "--runtime",
+                                help=f"Where to deploy it: {registry.choices_text(notes=True)}."),
     ref: Optional[str] = typer.Option(None, "--ref", help="Commit, tag or branch to grade (default: as fetched)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grader config YAML (overrides the "
                                           "shipped defaults key by key; see grader/defaults.yaml)."),
@@ -74,10 +77,9 @@ def grade(
     from grader.lifecycle import GradeRequest, grade as run_grade
     from grader.reports.markdown import render_markdown
     from grader.reports.write import write_reports
-    from harness.runtimes.registry import NAMES
 
-    if runtime not in NAMES:
-        err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(NAMES)}")
+    if runtime not in registry.NAMES:
+        err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(registry.NAMES)}")
         raise typer.Exit(Exit.USAGE)
     try:
         cfg = load_config(config)
@@ -114,9 +116,8 @@ def validate(path: Path = typer.Argument(Path("."), help="A candidate repo or a 
     except OSError as exc:
         err.print(f"error: cannot read {path}: {exc}")
         raise typer.Exit(Exit.USAGE) from None
-    runtimes = [n for n in ("local", "docker", "kind") if getattr(contract.runtimes, n)]
     out.print(f"{CONTRACT_FILENAME} is valid: framework {contract.framework}, flavor {contract.flavor}, "
-              f"drift signal {contract.drift.signal}, runtimes: {', '.join(runtimes)}")
+              f"drift signal {contract.drift.signal}, runtimes: {', '.join(contract.runtimes.declared())}")
 
 
 @app.command("config")
@@ -138,11 +139,9 @@ def show_config(config: Optional[Path] = typer.Option(None, "--config", "-c", he
 @app.command()
 def runtimes() -> None:
     """Show which runtimes can run on this machine, and why not when one cannot."""
-    from harness.runtimes.registry import NAMES, get
-
-    for name in NAMES:
+    for name in registry.NAMES:
         try:
-            ok, why = get(name).is_available()
+            ok, why = registry.get(name).is_available()
         except Exception as exc:  # noqa: BLE001 - report, don't crash
             ok, why = False, str(exc)
         out.print(f"{name:10s} {'available' if ok else 'unavailable'}: {why}", markup=False)
@@ -167,53 +166,27 @@ def cleanup(
     removed. With --build-cache, the candidates' build results go too (the next grading of those
     repos builds from scratch).
     """
-    from grader.config import load_config
-    from harness.isolation.records import recover
-    from harness.runtimes.docker import DockerRuntime, cleanup_stale
-    from harness.runtimes.docker_cache import prune_build_cache
+    from grader.config import ConfigError, load_config
+    from harness.runtimes.base import StaleCleanup
 
-    from harness.runtimes.kind import cleanup_stale as kind_cleanup_stale
-
-    # Clusters first: their namespaces are spared by the grading records that recover() then removes.
-    for line in kind_cleanup_stale():
-        out.print(f"kind: {line}", markup=False)
-    if config is not None:
-        from grader.config import ConfigError
-        from harness.runtimes.kubernetes import ExistingCluster
-
-        try:
-            cluster = ExistingCluster(load_config(config).kubernetes)
-        except ConfigError as exc:
-            err.print(f"error: {exc}", markup=False)
-            raise typer.Exit(Exit.USAGE) from None
-        for line in kind_cleanup_stale(cluster):
-            out.print(f"kubernetes: {line}", markup=False)
-    recovered = recover()
-    for item in recovered:
-        out.print(f"local: {item['name']}: ended {', '.join(item['ended']) or 'nothing (already gone)'}", markup=False)
-    if not recovered:
-        out.print("local: nothing left behind")
-    ok, why = DockerRuntime.is_available()
-    if not ok:
-        out.print(f"docker: nothing to clean ({why})", markup=False)
-        return
-    import docker
-
-    client = docker.from_env()
-    removed = cleanup_stale(client)
-    out.print(f"docker: removed {removed}")
-    if build_cache:
-        cache_dir = load_config().local.resolved_cache_dir()
-        pruned = prune_build_cache(client, cache_dir, older_than_s=older_than_days * 86400)
-        out.print(f"build cache: removed {len(pruned['images'])} image(s), kept {len(pruned['kept'])} in use"
-                  + (f", errors: {pruned['errors']}" if pruned["errors"] else ""))
+    options = StaleCleanup(grader_config=(lambda: load_config(config)) if config is not None else None,
+                           build_cache_dir=load_config().local.resolved_cache_dir() if build_cache else None,
+                           older_than_s=older_than_days * 86400)
+    try:
+        for cls in registry.cleanup_order():
+            for line in cls.cleanup_stale(options):
+                out.print(line, markup=False)
+    except ConfigError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(Exit.USAGE) from None
 
 
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Where the reports are written."),
     candidate: str = typer.Option("reference-fastapi", "--candidate", help="Which bundled candidate to grade."),
-    runtime: str = typer.Option("local", "--runtime", help="local, docker or kind."),
+    runtime: str = typer.Option("local", "--runtime",
+                                help=f"{registry.choices_text(registry.names(without_config=True))}."),
 ) -> None:
     """Build the artifacts, assemble a bundled candidate (default: the reference solution), grade it."""
     from calibration.assemble import assemble
@@ -222,7 +195,8 @@ def demo(
     progress(f"assembling candidate '{candidate}' (reference artifacts + its code)")
     repo = assemble(candidate, Path("build/candidates") / candidate, progress=progress)
     unsafe = False
-    if runtime == "local":
+    runtime_cls = registry.find(runtime)
+    if runtime_cls is not None and runtime_cls.service_sandboxed:
         from harness.isolation.bwrap import install_hint, probe
 
         ok, why = probe()

@@ -230,7 +230,7 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
         if contract.drift.signal == "webhook":
             # Before build: on kind, build() creates the namespace whose network policy and env
             # must already know the webhook URL; and grader_host() may create the cluster.
-            receiver = WebhookReceiver(host="127.0.0.1" if req.runtime == "local" else "0.0.0.0")
+            receiver = WebhookReceiver(host=runtime.bind_host())
             receiver.start()
             run.cleanup.push("stop webhook receiver", receiver.stop)
             candidate_env["TAKEHOME_ALERT_WEBHOOK_URL"] = receiver.url_for(runtime.grader_host())

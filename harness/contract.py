@@ -154,6 +154,10 @@ class Runtimes(_Strict):
     docker: DockerRuntime | None = None
     kind: KindRuntime | None = None
 
+    def declared(self) -> list[str]:
+        """The sections the candidate wrote, in this model's order."""
+        return [name for name in type(self).model_fields if getattr(self, name)]
+
 
 class Candidate(_Strict):
     name: str | None = None
@@ -174,8 +178,8 @@ class Contract(_Strict):
 
     @model_validator(mode="after")
     def _at_least_one_runtime(self) -> "Contract":
-        if not (self.runtimes.local or self.runtimes.docker or self.runtimes.kind):
-            raise ValueError("runtimes must declare at least one of local, docker, kind")
+        if not self.runtimes.declared():
+            raise ValueError(f"runtimes must declare at least one of {', '.join(Runtimes.model_fields)}")
         if self.drift.signal == "prometheus" and not self.serving.metrics_path:
             raise ValueError("drift.signal 'prometheus' needs serving.metrics_path")
         return self
@@ -184,7 +188,7 @@ class Contract(_Strict):
         """Return the section for runtime ``name`` or raise ContractError if the candidate did not declare it."""
         section = getattr(self.runtimes, name, None)
         if section is None:
-            declared = [n for n in ("local", "docker", "kind") if getattr(self.runtimes, n)]
+            declared = self.runtimes.declared()
             raise ContractError(f"takehome.yaml declares no '{name}' runtime (it declares: {', '.join(declared)})."
                                 f" Add a runtimes.{name} section or grade with --runtime {declared[0]}.")
         return section

@@ -608,6 +608,83 @@ class FakeCluster:
         self.deleted += 1
 
 
+class FakeKube:
+    """Stands in for the API server and the image store: the kube_ops module as the kind module
+    sees it, and kube_image's three calls. Answers from ``record`` and records what was asked;
+    anything it does not define is the real kube_ops's (so a new call fails loudly, not silently)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+
+    def __getattr__(self, name: str) -> Any:  # only for names this class does not define
+        from harness.runtimes import kube_ops
+
+        return getattr(kube_ops, name)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Put this fake where the kind module calls the API and the image store."""
+        from harness.runtimes import kind as kind_mod
+
+        monkeypatch.setattr(kind_mod, "ops", self)
+        for name in ("build_candidate_image", "tag_alias", "remove_images"):
+            monkeypatch.setattr(kind_mod, name, getattr(self, name))
+
+    # --- kube_ops --------------------------------------------------------------------------------
+    def api_client(self, kubeconfig: Any, tmp: Any) -> str:
+        return "api"
+
+    def server_version(self, api: Any) -> tuple[str, int]:
+        return self.record["version"]
+
+    def create_objects(self, api: Any, docs: list[dict[str, Any]]) -> None:
+        self.record["created"].extend(docs)
+
+    def request_token(self, api: Any, ns: str) -> str:
+        return "tok-secret"
+
+    def used_node_ports(self, api: Any) -> set[int]:
+        return {30080}
+
+    def expose(self, api: Any, ns: str, name: str, port: int, ports: list[int]) -> int:
+        return ports[0]
+
+    def wait_rollout(self, *args: Any) -> None:
+        return None
+
+    def wait_endpoints(self, *args: Any) -> list[str]:
+        return ["10.244.0.7"]
+
+    def read_service(self, *args: Any) -> None:
+        return None
+
+    def grader_namespaces(self, api: Any) -> list[str]:
+        return self.record["others"]
+
+    def grader_namespace_runs(self, api: Any) -> dict[str, tuple[str, float]]:
+        return self.record["runs"]
+
+    def delete_namespace(self, api: Any, ns: str, timeout: float) -> bool:
+        self.record["deleted_ns"] += 1
+        self.record["deleted"].append(ns)
+        return True
+
+    # --- kube_image --------------------------------------------------------------------------------
+    def build_candidate_image(self, *args: Any) -> dict[str, Any]:
+        return {"image": "built"}
+
+    def tag_alias(self, image: str, alias: str) -> None:
+        self.record.setdefault("alias", (image, alias))
+
+    def remove_images(self, refs: list[str], own: str) -> list[str]:
+        return list(refs)
+
+
+def fake_record(**values: Any) -> dict[str, Any]:
+    """What a FakeKube answers with and records into."""
+    return {"created": [], "deleted_ns": 0, "deleted": [], "others": [], "runs": {},
+            "version": ("v1.36.1", 36), **values}
+
+
 @pytest.fixture
 def kind_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A KindRuntime on a tiny repo, with every cluster and API call faked and recorded."""
@@ -629,27 +706,8 @@ def kind_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
     monkeypatch.setenv("TAKEHOME_SCENARIO_SEED", "4242")
     monkeypatch.delenv("TAKEHOME_KEEP_CLUSTER", raising=False)
-    record: dict[str, Any] = {"created": [], "deleted_ns": 0, "others": []}
-    monkeypatch.setattr(kind_mod.ops, "api_client", lambda kc, tmp: "api")
-    monkeypatch.setattr(kind_mod.ops, "server_version", lambda api: record["version"])
-    record["version"] = ("v1.36.1", 36)
-    monkeypatch.setattr(kind_mod.ops, "create_objects", lambda api, docs: record["created"].extend(docs))
-    monkeypatch.setattr(kind_mod.ops, "request_token", lambda api, ns: "tok-secret")
-    monkeypatch.setattr(kind_mod.ops, "used_node_ports", lambda api: {30080})
-    monkeypatch.setattr(kind_mod.ops, "expose", lambda api, ns, name, port, ports: ports[0])
-    monkeypatch.setattr(kind_mod.ops, "wait_rollout", lambda *a: None)
-    monkeypatch.setattr(kind_mod.ops, "wait_endpoints", lambda *a: ["10.244.0.7"])
-    monkeypatch.setattr(kind_mod.ops, "read_service", lambda *a: None)
-    monkeypatch.setattr(kind_mod.ops, "grader_namespaces", lambda api: record["others"])
-
-    def delete_ns(api: Any, ns: str, timeout: float) -> bool:
-        record["deleted_ns"] += 1
-        return True
-
-    monkeypatch.setattr(kind_mod.ops, "delete_namespace", delete_ns)
-    monkeypatch.setattr(kind_mod, "build_candidate_image", lambda *a: {"image": "built"})
-    monkeypatch.setattr(kind_mod, "tag_alias", lambda image, alias: record.setdefault("alias", (image, alias)))
-    monkeypatch.setattr(kind_mod, "remove_images", lambda refs, own: list(refs))
+    record = fake_record()
+    FakeKube(record).install(monkeypatch)
     monkeypatch.setattr(kind_mod.KindRuntime, "_kubectl", lambda self: str(kubectl))
     monkeypatch.setattr(kind_mod.KindRuntime, "_docker", lambda self: None)
 
@@ -851,13 +909,12 @@ def test_cleanup_deletes_only_the_namespaces_of_dead_gradings(tmp_path: Path, mo
     records.write({"name": "grading-liverun", "grader_pid": os.getpid(), "work_dir": str(tmp_path / "w1")})
     records.write({"name": "grading-deadrun", "grader_pid": dead.pid, "work_dir": str(tmp_path / "w2")})
     assert records.live_gradings() == {"liverun"}
-    deleted: list[str] = []
+    record = fake_record(runs={"takehome-deadrun": ("deadrun", 60.0), "takehome-liverun": ("liverun", 60.0),
+                               "takehome-norecord": ("norecord", 7 * 3600.0),
+                               "takehome-otherhost": ("otherhost", 600.0)})
+    deleted = record["deleted"]
+    FakeKube(record).install(monkeypatch)
     monkeypatch.setattr(kind_mod, "cli_status", lambda: (True, "fake"))
-    monkeypatch.setattr(kind_mod.ops, "api_client", lambda kc, tmp: "api")
-    monkeypatch.setattr(kind_mod.ops, "grader_namespace_runs", lambda api: {
-        "takehome-deadrun": ("deadrun", 60.0), "takehome-liverun": ("liverun", 60.0),
-        "takehome-norecord": ("norecord", 7 * 3600.0), "takehome-otherhost": ("otherhost", 600.0)})
-    monkeypatch.setattr(kind_mod.ops, "delete_namespace", lambda api, ns, t: deleted.append(ns) or True)
     cluster = FakeCluster(created=False)
     cluster.exists = lambda: True  # type: ignore[attr-defined]
     lines = kind_mod.cleanup_stale(cluster)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -78,17 +78,50 @@ class RuntimeContext:
     keep: bool = False
 
 
+@dataclass(frozen=True)
+class StaleCleanup:
+    """What ``takehome cleanup`` was asked for besides every runtime's own leftovers."""
+
+    #: Loads the ``--config`` grader config (None: none given); its ``kubernetes:`` cluster is cleaned too.
+    #: A loader, not a config: a bad file is reported only once the runtimes before it have cleaned.
+    grader_config: Callable[[], "GraderConfig"] | None = None
+    #: Where the candidates' cached builds are recorded (``--build-cache``); None keeps them.
+    build_cache_dir: Path | None = None
+    #: With ``build_cache_dir``: only builds unused for this long.
+    older_than_s: float = 0.0
+
+
 class Runtime(ABC):
     """A place to build, run, command and tear down one candidate's service."""
 
     name: ClassVar[str]
     #: The takehome.yaml ``runtimes:`` section this runtime grades (its own name unless it says otherwise).
     contract_section: ClassVar[str | None] = None
+    #: The service itself runs in the bubblewrap sandbox, so without one it cannot be graded safely
+    #: (``demo`` then grades its own bundled candidate unsandboxed).
+    service_sandboxed: ClassVar[bool] = False
+    #: ``takehome cleanup`` runs this runtime's ``cleanup_stale()`` before the others' (see the registry).
+    cleanup_first: ClassVar[bool] = False
 
     @classmethod
     def section_name(cls) -> str:
         """The ``runtimes:`` key of takehome.yaml this runtime reads."""
         return cls.contract_section or cls.name
+
+    @classmethod
+    def bind_host(cls) -> str:
+        """Address the grader's own servers (the webhook receiver) listen on for this runtime's service.
+
+        All interfaces by default: a container or pod reaches the host at a gateway address, not
+        at its loopback. A runtime whose service shares the host's loopback narrows it.
+        """
+        return "0.0.0.0"
+
+    @classmethod
+    def cleanup_stale(cls, options: StaleCleanup) -> Iterator[str]:
+        """Remove what killed gradings left behind on this runtime; yields one report line each
+        (``takehome cleanup`` prints them as they come). Gradings still running are spared."""
+        return iter(())
 
     def __init__(self, ctx: RuntimeContext) -> None:
         self.ctx = ctx
@@ -146,6 +179,11 @@ def append_command_log(logs_dir: Path, result: CommandResult, shown: str | None 
     text = (f"===== {time.strftime('%Y-%m-%dT%H:%M:%S')} {result.name}: {shown or result.command} "
             f"({status}, {result.duration_s:.2f}s)\n{result.stdout}"
             + (f"----- stderr\n{result.stderr}" if result.stderr else "") + "\n")
+    append_command_text(logs_dir, text)
+
+
+def append_command_text(logs_dir: Path, text: str) -> None:
+    """Append ``text`` (e.g. a ``[grader]`` note) to ``logs_dir/commands.log``; best effort."""
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
         with open(logs_dir / "commands.log", "a", encoding="utf-8") as fh:
@@ -172,7 +210,7 @@ def run_setup(runtime: "Runtime", setup: str | None, build_info: dict) -> None:
 
 
 def runtime_class(name: str) -> type[Runtime]:
-    """Look up a runtime implementation by name (``local``, ``docker``, ``kind``)."""
+    """Look up a runtime implementation by name (one of ``registry.NAMES``)."""
     from harness.runtimes import registry
 
     return registry.get(name)

@@ -15,23 +15,23 @@ exec``), so they can act on their own service and on nothing else. Everything cr
 from __future__ import annotations
 
 import re
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import docker
 import docker.errors
 
-from harness.contract import ContractError, DockerRuntime as DockerSection
+from harness.contract import DockerRuntime as DockerSection
 from harness.errors import GraderFault, SubmissionError
 from harness.processes import RUN_ID_ENV
 from harness.runtimes import docker_build, docker_ops as ops
-from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
-from harness.runtimes.docker_cache import record_build
+from harness.runtimes.base import CommandResult, RuntimeContext, StaleCleanup, clip, run_setup
+from harness.runtimes.common import LOG_FILE_CAP, CommonRuntime, docker_engine, guarded_command, read_tail
+from harness.runtimes.docker_cache import prune_build_cache, record_build
 from harness.runtimes.docker_images import ALIASES, ensure_base_image
 from harness.runtimes.docker_ops import cleanup_stale  # noqa: F401 - public API of this module
-from harness.runtimes.local import LOG_FILE_CAP, read_tail
 from harness.sandbox import FORBIDDEN
 
 #: A build context above this is refused before anything is sent to the engine.
@@ -42,23 +42,24 @@ STOP_TIMEOUT_S = 10
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
+def _explain(exc: BaseException) -> str:
+    """A docker SDK error's explanation from the engine (its text otherwise)."""
+    return getattr(exc, "explanation", None) or str(exc)
+
+
 def _engine_fault(what: str, exc: BaseException, command: str | None = None) -> GraderFault:
     """A docker SDK error as our own, with the engine's explanation kept."""
-    detail = getattr(exc, "explanation", None) or str(exc)
-    return GraderFault(f"docker: {what} failed: {detail}", command=command)
+    return GraderFault(f"docker: {what} failed: {_explain(exc)}", command=command)
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(CommonRuntime):
     """Builds the candidate's Dockerfile and runs it as one container on a network of its own."""
 
     name: ClassVar[str] = "docker"
 
     def __init__(self, ctx: RuntimeContext) -> None:
         super().__init__(ctx)
-        self.build_info: dict[str, object] = {}
-        self.teardown_info: dict[str, object] = {"calls": 0, "removed": []}
-        self.repo_dir = ctx.repo_dir.resolve()
-        self.logs_dir = ctx.work_dir / "logs"
+        self.teardown_info["removed"] = []
         self.image_tag = f"takehome-candidate:{ctx.run_id}"
         self.container_name = f"takehome-{ctx.run_id}"
         self._client: docker.DockerClient | None = None
@@ -66,21 +67,30 @@ class DockerRuntime(Runtime):
         self._container: Any = None
         self._host_port: int | None = None
         self._tools: tuple[str, bool] | None = None
-        self._undo_registered = False
-        self._lock = threading.Lock()
 
     # --- engine -------------------------------------------------------------------------------
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
-        try:
-            client = docker.from_env(timeout=10)
-            client.ping()
-            version = client.version().get("Version", "?")
-            client.close()
-        except Exception:  # noqa: BLE001 - any failure means: no usable engine
+        version = docker_engine(version=True)
+        if version is None:
             return False, "no Docker engine: run .ci/install-docker.sh or start dockerd"
         return True, f"Docker engine {version}"
+
+    @classmethod
+    def cleanup_stale(cls, options: StaleCleanup) -> Iterator[str]:
+        """Remove every labelled container, network and image of gradings that are gone (and,
+        with ``options.build_cache_dir``, the candidates' cached builds)."""
+        ok, why = cls.is_available()
+        if not ok:
+            yield f"docker: nothing to clean ({why})"
+            return
+        client = docker.from_env()
+        yield f"docker: removed {ops.cleanup_stale(client)}"
+        if options.build_cache_dir is not None:
+            pruned = prune_build_cache(client, options.build_cache_dir, older_than_s=options.older_than_s)
+            yield (f"build cache: removed {len(pruned['images'])} image(s), kept {len(pruned['kept'])} in use"
+                   + (f", errors: {pruned['errors']}" if pruned["errors"] else ""))
 
     @property
     def client(self) -> docker.DockerClient:
@@ -95,18 +105,8 @@ class DockerRuntime(Runtime):
     def _labels(self, kind: str) -> dict[str, str]:
         return ops.run_labels(self.ctx.run_id, kind)
 
-    def _register_undo(self) -> None:
-        # Registered before the first resource exists, so a crash between create and register cannot leak it.
-        if not self._undo_registered:
-            self.ctx.cleanup.push(f"docker: remove the container, network and image of run {self.ctx.run_id}",
-                                  self.down, timeout_s=self.ctx.config.timeouts.teardown)
-            self._undo_registered = True
-
-    def _section(self) -> DockerSection:
-        try:
-            return self.ctx.contract.runtime("docker")  # type: ignore[return-value]
-        except ContractError as exc:
-            raise SubmissionError(str(exc)) from None
+    def _undo_description(self) -> str:
+        return f"docker: remove the container, network and image of run {self.ctx.run_id}"
 
     def _inside_repo(self, rel: str, what: str, want_dir: bool) -> Path:
         path = (self.repo_dir / rel).resolve()
@@ -122,7 +122,7 @@ class DockerRuntime(Runtime):
 
     def build(self) -> None:
         started = time.monotonic()
-        section = self._section()
+        section: DockerSection = self._section()
         dockerfile = self._inside_repo(section.dockerfile, "dockerfile", want_dir=False)
         context = self._inside_repo(section.context, "context", want_dir=True)
         rel_df = dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else "Dockerfile"
@@ -292,29 +292,23 @@ class DockerRuntime(Runtime):
 
     def run_command(self, name: str, command: str, timeout_s: float,
                     env: dict[str, str] | None = None) -> CommandResult:
-        started = time.monotonic()
-        try:
-            if not self.alive():
-                raise RuntimeError("the service container is not running, so the command cannot run inside it")
-            if self._tools is None:
-                self._tools = ops.probe_tools(self.client, self._container.id)
-            shell, has_timeout = self._tools
-            argv = [shell, "-c", command]
-            if has_timeout:
-                argv = ops.timeout_wrapped(argv, timeout_s)
-            out = ops.exec_bounded(self.client, self._container.id, argv, self.container_env(env),
-                                   watchdog_s=timeout_s + ops.KILL_AFTER_S + 5)
-            # coreutils timeout exits 124 (TERM worked) or 137 (needed KILL) once the time is up.
-            timed_out = out.timed_out or (out.exit_code in (124, 137) and out.duration_s >= timeout_s - 0.5)
-            result = CommandResult(name, command, None if timed_out else out.exit_code, clip(out.stdout),
-                                   clip(out.stderr), time.monotonic() - started, timed_out)
-        except Exception as exc:  # noqa: BLE001 - run_command reports failures, it never raises
-            detail = getattr(exc, "explanation", None) or str(exc)
-            result = CommandResult(name, command, None, "", "", time.monotonic() - started,
-                                   error=f"{type(exc).__name__}: {detail}")
-        append_command_log(self.logs_dir, result)
-        return result
+        return guarded_command(name, command, self.logs_dir, lambda: self._exec(command, timeout_s, env), _explain)
 
+    def _exec(self, command: str, timeout_s: float, env: dict[str, str] | None) -> tuple[int | None, str, str, bool]:
+        """Run ``command`` inside the service container: (exit code, stdout, stderr, timed out)."""
+        if not self.alive():
+            raise RuntimeError("the service container is not running, so the command cannot run inside it")
+        if self._tools is None:
+            self._tools = ops.probe_tools(self.client, self._container.id)
+        shell, has_timeout = self._tools
+        argv = [shell, "-c", command]
+        if has_timeout:
+            argv = ops.timeout_wrapped(argv, timeout_s)
+        out = ops.exec_bounded(self.client, self._container.id, argv, self.container_env(env),
+                               watchdog_s=timeout_s + ops.KILL_AFTER_S + 5)
+        # coreutils timeout exits 124 (TERM worked) or 137 (needed KILL) once the time is up.
+        timed_out = out.timed_out or (out.exit_code in (124, 137) and out.duration_s >= timeout_s - 0.5)
+        return None if timed_out else out.exit_code, clip(out.stdout), clip(out.stderr), timed_out
 
     # --- logs and diagnostics -----------------------------------------------------------------
 
@@ -357,19 +351,9 @@ class DockerRuntime(Runtime):
 
     # --- teardown -----------------------------------------------------------------------------
 
-    def down(self) -> None:
-        # Bounded: if an earlier down() hung (and the cleanup stack gave up on it), do not hang too.
-        if not self._lock.acquire(timeout=self.ctx.config.timeouts.teardown):
-            return
-        try:
-            self._down_locked()
-        finally:
-            self._lock.release()
-
     def _down_locked(self) -> None:
         started = time.monotonic()
-        info = self.teardown_info
-        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        info = self._count_teardown()
         if self._client is None and not self._undo_registered:
             return  # nothing was ever created
         if self._container is not None:

@@ -22,12 +22,11 @@ namespace is still there.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import shutil
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -35,18 +34,17 @@ from urllib.parse import urlparse
 import yaml
 
 from harness import processes
-from harness.contract import ContractError, KindRuntime as KindSection
+from harness.contract import KindRuntime as KindSection
 from harness.errors import GraderFault, SubmissionError
-from harness.isolation import bwrap, policy
-from harness.isolation.logcap import CappedSink
+from harness.isolation import bwrap
 from harness.isolation.relay import Relays
 from harness.runtimes import kube_collect as collect, kube_manifests as manifests, kube_namespace as kns, kube_ops as ops
 from harness.runtimes import kube_podsecurity as podsec
-from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
+from harness.runtimes.base import CommandResult, RuntimeContext, StaleCleanup, clip, run_setup
+from harness.runtimes.common import LOG_FILE_CAP, SandboxedCommands, docker_engine, read_tail
 from harness.runtimes.kube_image import build_candidate_image, remove_images, tag_alias
 from harness.runtimes.kube_cluster import KindCluster, cli_status
-from harness.runtimes.local import LOG_FILE_CAP, read_clipped, read_tail
-from harness.sandbox import FORBIDDEN, limits_preexec, scrubbed_env
+from harness.sandbox import FORBIDDEN
 
 KEEP_ENV = "TAKEHOME_KEEP_CLUSTER"
 #: Lines of each container's log read by ``logs()`` (a grading sends a few thousand requests).
@@ -57,22 +55,21 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SANDBOX_SCOPE = "host-side commands sandboxed; the service in the namespace's pods"
 
 
-class KindRuntime(policy.SandboxedOutput, Runtime):
+class KindRuntime(SandboxedCommands):
     """Deploys the candidate into its own namespace of a kind cluster."""
 
     name: ClassVar[str] = "kind"
+    cleanup_first: ClassVar[bool] = True  # its namespaces are spared by the grading records local's cleanup removes
+    undo_extra_s: ClassVar[float] = 150  # the namespace wait, then the cluster deletion
 
     def __init__(self, ctx: RuntimeContext) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, scope=SANDBOX_SCOPE)
         self.cluster = KindCluster()
         self.namespace = kns.namespace_name(ctx.run_id)
         self.image = f"takehome-candidate:{ctx.run_id}"  # the local tag the build gives
         self.pod_image = self.image  # what pods run: the same on kind, the pushed ref with a registry
-        self.repo_dir = ctx.repo_dir.resolve()
-        self.kube_dir, self.logs_dir, self.state_dir = (ctx.work_dir / d for d in ("kube", "logs", "state"))
+        self.kube_dir, self.state_dir = ctx.work_dir / "kube", ctx.work_dir / "state"
         self.keep = os.environ.get(KEEP_ENV) == "1" or bool(getattr(ctx, "keep", False))
-        self.build_info: dict[str, object] = {}
-        self.teardown_info: dict[str, object] = {"calls": 0}
         self.notes: list[str] = []
         self._api: Any = None
         self._admin: dict[str, Any] = {}
@@ -84,13 +81,6 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
         self._kubeconfig: Path | None = None
         self._images: list[str] = []
         self._pod_logs: dict[str, str] = {}  # last logs of every pod seen, kept after the pod is gone
-        self._undo_registered = False
-        self._lock = threading.Lock()
-        self._seq = itertools.count(1)
-        self._sandbox: bwrap.Sandbox | None = None
-        self._sinks: list[CappedSink] = []
-        self.isolation: dict[str, object] = {"sandbox": "bubblewrap" if ctx.config.local.sandbox else "none",
-                                             "scope": SANDBOX_SCOPE}
 
     # --- availability, contract ---------------------------------------------------------------
 
@@ -99,28 +89,18 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
         ok, why = cli_status()
         if not ok:
             return False, why
-        try:
-            import docker
-
-            client = docker.from_env(timeout=10)
-            client.ping()
-            client.close()
-        except Exception:  # noqa: BLE001 - any failure means: no usable engine
+        if docker_engine() is None:
             return False, "kind needs a Docker engine and none is reachable: start Docker (or run .ci/install-docker.sh)"
         return True, why
 
-    def _section(self) -> KindSection:
-        try:
-            return self.ctx.contract.runtime(self.section_name())  # type: ignore[return-value]
-        except ContractError as exc:
-            raise SubmissionError(str(exc)) from None
+    @classmethod
+    def cleanup_stale(cls, options: StaleCleanup) -> Iterator[str]:
+        """Delete the kind cluster's namespaces of gradings that are gone (see :func:`cleanup_stale`)."""
+        for line in cleanup_stale():  # the module's function: a method body does not see the class's names
+            yield f"kind: {line}"
 
-    def _register_undo(self) -> None:
-        if not self._undo_registered:  # before the first resource exists: a crash cannot leak it
-            timeout = self.ctx.config.timeouts.teardown + 150  # namespace wait, then cluster deletion
-            self.ctx.cleanup.push(f"{self.name}: delete namespace {self.namespace} (and the cluster if this run made it)",
-                                  self.down, timeout_s=timeout)
-            self._undo_registered = True
+    def _undo_description(self) -> str:
+        return f"{self.name}: delete namespace {self.namespace} (and the cluster if this run made it)"
 
     # --- cluster and namespace ------------------------------------------------------------------
 
@@ -183,10 +163,9 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     def build(self) -> None:
         started = time.monotonic()
-        section = self._section()
+        section: KindSection = self._section()
         # Before the image build (minutes): a machine that cannot sandbox says so at once.
-        policy.require(self.ctx.config.local.sandbox, self.isolation, self.ctx.progress,
-                       "the candidate's host-side commands")
+        self._require_sandbox("the candidate's host-side commands")
         self._register_undo()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.build_info = build_candidate_image(self.repo_dir, section.dockerfile, section.context, self.image,
@@ -226,7 +205,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
         applied.write_text(rewritten.yaml())
         argv = [self._kubectl(), "apply", "-f", str(applied)]
         self.ctx.progress(f"{self.name}: kubectl apply ({len(rewritten.documents)} objects, as {kns.CANDIDATE_SA})")
-        result = self._run(argv, "kubectl apply", self.ctx.config.timeouts.deploy)
+        result = self._run_confined(argv, "kubectl apply", self.ctx.config.timeouts.deploy)
         if not result.ok:
             raise SubmissionError("kubectl apply of your manifests failed (it runs as the namespace's "
                                   "ServiceAccount: objects outside the namespace are forbidden)",
@@ -267,9 +246,6 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     def command_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The complete environment of a candidate command: scrubbed, with the namespace's kubeconfig."""
-        home, tmp = self.ctx.work_dir / "home", self.ctx.work_dir / "tmp"
-        for path in (home, tmp, self.state_dir, self.logs_dir):
-            path.mkdir(parents=True, exist_ok=True)
         values = {"PORT": str(self.ctx.contract.serving.port), "TAKEHOME_RUNTIME": "kind",
                   "TAKEHOME_STATE_DIR": str(self.state_dir), "TAKEHOME_NAMESPACE": self.namespace,
                   "TAKEHOME_IMAGE": self.pod_image}
@@ -280,10 +256,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
         # Last: never overridden. Without a kubeconfig yet, point at an empty file, never at ~/.kube.
         values["KUBECONFIG"] = str(self._kubeconfig or os.devnull)
         values[processes.RUN_ID_ENV] = self.ctx.run_id
-        env = scrubbed_env(values, [str(d) for d in self._tool_dirs()], home, tmp)
-        if self.ctx.config.local.sandbox:
-            env.update({"TMPDIR": "/tmp", "USER": "candidate", "LOGNAME": "candidate"})  # the sandbox's own /tmp
-        return env
+        return self._scrubbed_env(values, [str(d) for d in self._tool_dirs()])
 
     def _tool_dirs(self) -> list[Path]:
         """Where the tools candidate commands may use (kubectl) live, for PATH and the sandbox."""
@@ -294,7 +267,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     def _ensure_sandbox(self) -> bwrap.Sandbox | None:
         """The sandbox candidate commands run in, started on first use (None when unsandboxed)."""
-        if not self.ctx.config.local.sandbox:
+        if not self.sandboxed:
             return None
         if self._sandbox is None:
             self._ensure_cluster()
@@ -305,7 +278,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
             tools = [d for d in self._tool_dirs() if not bwrap.is_system_path(d)]
             box = bwrap.Sandbox(name=f"kind-{self.ctx.run_id}", writable=[self.repo_dir, home, self.state_dir],
                                 readonly=[*bwrap.grader_python_dirs(), self.kube_dir, *tools], network=network,
-                                relays=Relays(outbound=ports), limits=policy.limits_from(self.ctx.config.local),
+                                relays=Relays(outbound=ports), limits=self._sandbox_limits(),
                                 chdir=self.repo_dir, progress=self.ctx.progress)
             self._sandbox = box  # before start(): down() stops a half-started one
             box.start()
@@ -345,7 +318,7 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     def run_command(self, name: str, command: str, timeout_s: float,
                     env: dict[str, str] | None = None) -> CommandResult:
-        result = self._run(["bash", "-c", command], name, timeout_s, env, shown=command)
+        result = super().run_command(name, command, timeout_s, env)
         self._ensure_node_port()
         refusal = self._police_pods()
         return dataclasses.replace(result, error=refusal) if refusal else result
@@ -372,36 +345,6 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
         self.isolation.setdefault("limits_hit", []).append(message)  # type: ignore[union-attr]
         self._log_command_text(f"[grader] {message}\n")
         return message
-
-    def _run(self, argv: list[str], name: str, timeout_s: float, env: dict[str, str] | None = None,
-             shown: str | None = None) -> CommandResult:
-        """Run ``argv`` as the candidate (scrubbed env, namespace kubeconfig, rlimits). Never raises."""
-        started = time.monotonic()
-        shown = shown or " ".join(argv)
-        try:
-            proc_env = self.command_env(env)
-            cfg = self.ctx.config.local
-            box = self._ensure_sandbox()
-            run_argv = box.wrap(argv, self.repo_dir) if box is not None else argv
-            preexec = (box.preexec() if box is not None else
-                       limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files))
-            code, timed_out, out_path, err_path = self._spawn_captured(run_argv, name, self.repo_dir, proc_env,
-                                                                       timeout_s, preexec)
-            result = CommandResult(name, shown, code, read_clipped(out_path, 20_000), read_clipped(err_path, 20_000),
-                                   time.monotonic() - started, timed_out)
-        except Exception as exc:  # noqa: BLE001 - reports failures, never raises
-            result = CommandResult(name, shown, None, "", "", time.monotonic() - started,
-                                   error=f"{type(exc).__name__}: {exc}")
-        append_command_log(self.logs_dir, result, shown)
-        return result
-
-    def _log_command_text(self, text: str) -> None:
-        try:
-            self.logs_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.logs_dir / "commands.log", "a", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError:
-            pass
 
     def alive(self) -> bool:
         """A ready endpoint behind the Service, or a pod still coming up (not in a fatal state)."""
@@ -456,23 +399,13 @@ class KindRuntime(policy.SandboxedOutput, Runtime):
 
     # --- teardown -----------------------------------------------------------------------------
 
-    def down(self) -> None:
-        if not self._lock.acquire(timeout=self.ctx.config.timeouts.teardown):
-            return
-        try:
-            self._down_locked()
-        finally:
-            self._lock.release()
-
     def _down_locked(self) -> None:
         started = time.monotonic()
-        info = self.teardown_info
-        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        info = self._count_teardown()
         errors: list[str] = []
         if self._sandbox is not None:  # first: nothing of the candidate's runs on while its namespace goes
-            result = self._sandbox.stop()
+            result = self._stop_sandbox()
             info["sandbox_killed"] = len(result.get("killed") or [])  # type: ignore[arg-type]
-            policy.record_stop(self._sandbox, result, self.isolation)
         if self.keep and (self._api is not None or self.cluster.created):
             info["kept"] = (f"namespace {self.namespace} of {self.cluster.describe()} kept ({KEEP_ENV}=1): "
                             f"kubectl --context {self.cluster.context_name} -n {self.namespace} get all; clean up with: "

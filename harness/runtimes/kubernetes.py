@@ -25,12 +25,14 @@ import shlex
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import GraderFault
-from harness.runtimes.base import RuntimeContext
-from harness.runtimes.kind import KindRuntime
+from harness.runtimes.base import RuntimeContext, StaleCleanup
+from harness.runtimes.common import docker_engine
+from harness.runtimes.kind import KindRuntime, cleanup_stale
 
 CLI_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 900.0
@@ -217,16 +219,19 @@ class KubernetesRuntime(KindRuntime):
     def is_available(cls) -> tuple[bool, str]:
         if shutil.which("kubectl") is None:
             return False, "kubectl is not on PATH: install kubectl (https://kubernetes.io/docs/tasks/tools/)"
-        try:
-            import docker
-
-            client = docker.from_env(timeout=10)
-            client.ping()
-            client.close()
-        except Exception:  # noqa: BLE001
+        if docker_engine() is None:
             return False, "the kubernetes runtime builds the candidate's image with Docker, and no engine is reachable"
         # The cluster itself comes from the grader config (kubernetes:), checked when the grading starts.
         default = _kubeconfig_path(None)
         return True, (f"kubectl at {shutil.which('kubectl')}; the cluster is the grader config's kubernetes: section "
                       f"(kubeconfig default {default}: {'present' if default.is_file() else 'missing'}), and "
                       "it needs kubernetes.registry or kubernetes.load_command")
+
+    @classmethod
+    def cleanup_stale(cls, options: StaleCleanup) -> Iterator[str]:
+        """With a grader config (``--config``): the namespaces of gone gradings on the cluster it names."""
+        if options.grader_config is None:
+            return
+        cluster = ExistingCluster(options.grader_config().kubernetes)  # a bad config raises ConfigError here
+        for line in cleanup_stale(cluster):
+            yield f"kubernetes: {line}"

@@ -8,35 +8,28 @@ environment, resource limits, its own session, and the run id in its environment
 
 from __future__ import annotations
 
-import itertools
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 from harness import processes
-from harness.contract import ContractError, LocalRuntime as LocalSection
+from harness.contract import LocalRuntime as LocalSection
 from harness.errors import GraderFault, HarnessError, SubmissionError
-from harness.isolation import bwrap, policy
-from harness.isolation.logcap import CappedSink
+from harness.isolation import bwrap
 from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
-from harness.runtimes.base import CommandResult, Runtime, RuntimeContext, clip, append_command_log, run_setup
-from harness.sandbox import (EnvCache, build_env, limits_preexec, requirements_key, scrubbed_env,
-                             without_credentials)
+from harness.runtimes.base import RuntimeContext, StaleCleanup, clip, run_setup
+from harness.runtimes.common import LOG_FILE_CAP, TERM_GRACE_S, SandboxedCommands, read_tail
+from harness.sandbox import EnvCache, build_env, requirements_key, without_credentials
 
 #: How long a start command must survive before ``up()`` trusts it to be long-running.
 START_GRACE_S = 0.5
-#: Per declared log file, only the tail is read: a runaway logger must not flood the report.
-LOG_FILE_CAP = 4 * 2**20
-#: Signalled processes get this long between SIGTERM and SIGKILL at teardown.
-TERM_GRACE_S = 5.0
 
 
 def _free_port() -> int:
@@ -46,55 +39,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def read_clipped(path: Path, limit: int) -> str:
-    """Head and tail of a file, at most ``limit`` bytes read; '' if it does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(0)
-            if size <= limit:
-                data = fh.read()
-            else:
-                head = fh.read(limit // 2)
-                fh.seek(size - limit // 2)
-                data = head + f"\n... [{size - limit} bytes cut] ...\n".encode() + fh.read()
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")
-
-
-def read_tail(path: Path, limit: int) -> str:
-    """The last ``limit`` bytes of a file; '' if it does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-class LocalRuntime(policy.SandboxedOutput, Runtime):
+class LocalRuntime(SandboxedCommands):
     """Runs the candidate's ``start``, ``deploy`` and ``rollback`` commands as local processes."""
 
     name: ClassVar[str] = "local"
+    service_sandboxed: ClassVar[bool] = True
 
     def __init__(self, ctx: RuntimeContext) -> None:
         super().__init__(ctx)
-        self.build_info: dict[str, object] = {}
-        self.teardown_info: dict[str, object] = {"killed": [], "calls": 0}
+        self.state_dir = ctx.work_dir / "state"
+        self.teardown_info["killed"] = []
         self._venv: Path | None = None
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._undo_registered = False
-        self._lock = threading.Lock()
-        self._seq = itertools.count(1)  # numbers each command's output files
-        self.repo_dir = ctx.repo_dir.resolve()
-        self.logs_dir = ctx.work_dir / "logs"
-        self.state_dir = ctx.work_dir / "state"
-        self._sandbox: bwrap.Sandbox | None = None
-        self._sinks: list[CappedSink] = []
-        self.isolation: dict[str, object] = {"sandbox": "bubblewrap" if ctx.config.local.sandbox else "none"}
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -109,26 +66,32 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
             return False, "bash is not installed"
         return True, f"runs the service as local processes with {sys.executable}"
 
-    def _section(self) -> LocalSection:
-        try:
-            return self.ctx.contract.runtime("local")  # type: ignore[return-value]
-        except ContractError as exc:
-            raise SubmissionError(str(exc)) from None
+    @classmethod
+    def bind_host(cls) -> str:
+        """Loopback only: the service runs on this host and reaches the grader there."""
+        return "127.0.0.1"
 
-    def _dirs(self) -> tuple[Path, Path]:
-        home, tmp = self.ctx.work_dir / "home", self.ctx.work_dir / "tmp"
-        for path in (home, tmp, self.logs_dir, self.state_dir):
-            path.mkdir(parents=True, exist_ok=True)
-        return home, tmp
+    @classmethod
+    def cleanup_stale(cls, options: StaleCleanup) -> Iterator[str]:
+        """End the recorded sandboxes (the kind runtime's command sandboxes too) of gradings that are gone."""
+        from harness.isolation.records import recover
+
+        recovered = recover()
+        for item in recovered:
+            yield f"local: {item['name']}: ended {', '.join(item['ended']) or 'nothing (already gone)'}"  # type: ignore[arg-type]
+        if not recovered:
+            yield "local: nothing left behind"
+
+    def _undo_description(self) -> str:
+        return f"local: stop the service of run {self.ctx.run_id}"
 
     def _ensure_port(self) -> int:
         if self._port is None:
             self._port = _free_port()
         return self._port
 
-    def candidate_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def command_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The complete environment of a candidate process (service or command)."""
-        home, tmp = self._dirs()
         port = self._ensure_port()
         values = {"PORT": str(port), "TAKEHOME_RUNTIME": "local", "TAKEHOME_STATE_DIR": str(self.state_dir),
                   "TAKEHOME_ENDPOINT": f"http://127.0.0.1:{port}"}
@@ -138,28 +101,7 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
         values.update(extra or {})
         values[processes.RUN_ID_ENV] = self.ctx.run_id  # last: the tag teardown relies on cannot be overridden
         prefix = [str(self._venv / "bin")] if self._venv is not None else []
-        env = scrubbed_env(values, prefix, home, tmp)
-        if self.sandboxed:
-            env.update({"TMPDIR": "/tmp", "USER": "candidate", "LOGNAME": "candidate"})  # the sandbox's own /tmp
-        return env
-
-    @property
-    def sandboxed(self) -> bool:
-        """Whether candidate code runs in the bubblewrap sandbox (``local.sandbox``)."""
-        return self.ctx.config.local.sandbox
-
-    def _limits(self) -> Callable[[], None]:
-        if self._sandbox is not None:
-            return self._sandbox.preexec()
-        cfg = self.ctx.config.local
-        return limits_preexec(cfg.memory_limit_mb, cfg.cpu_seconds, cfg.max_open_files)
-
-    def _sandbox_limits(self) -> bwrap.SandboxLimits:
-        return policy.limits_from(self.ctx.config.local)
-
-    def _check_sandbox(self) -> None:
-        """Refuse to run candidate code unsandboxed unless the hiring team said so."""
-        policy.require(self.sandboxed, self.isolation, self.ctx.progress)
+        return self._scrubbed_env(values, prefix)
 
     def _outbound_ports(self) -> tuple[int, ...]:
         """Grader ports the candidate must reach (the webhook receiver), from the URLs it is given."""
@@ -174,7 +116,7 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
         if not self.sandboxed:
             return None
         if self._sandbox is None:
-            home, tmp = self._dirs()
+            home, _tmp = self._scratch_dirs()
             readonly = [*bwrap.grader_python_dirs(), *([self._venv] if self._venv is not None else [])]
             self._sandbox = bwrap.Sandbox(
                 name=f"run-{self.ctx.run_id}", writable=[self.repo_dir, home, self.state_dir], readonly=readonly,
@@ -187,17 +129,6 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
             self.ctx.progress(f"sandbox up (uid {self._sandbox.uid}; network: loopback, ports "
                               f"{', '.join(str(p) for p in (*relays.inbound, *relays.outbound))} relayed)")
         return self._sandbox
-
-    def _register_undo(self) -> None:
-        if not self._undo_registered:
-            self.ctx.cleanup.push(f"local: stop the service of run {self.ctx.run_id}", self.down,
-                                  timeout_s=self.ctx.config.timeouts.teardown)
-            self._undo_registered = True
-
-    def _argv(self, command: str) -> list[str]:
-        argv = ["bash", "-c", command]
-        box = self._ensure_sandbox()
-        return box.wrap(argv, self.repo_dir) if box is not None else argv
 
     # --- build --------------------------------------------------------------------------------
 
@@ -214,13 +145,13 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
 
     def build(self) -> None:
         started = time.monotonic()
-        self._check_sandbox()
-        section = self._section()
+        self._require_sandbox()
+        section: LocalSection = self._section()
         requirements = self._requirements_path(section)
         key = requirements_key(self.repo_dir, requirements)
         cache_root = self.ctx.config.local.resolved_cache_dir()
         cache = EnvCache(cache_root / "envs", key, fallback=self.ctx.work_dir / "venv")
-        home, tmp = self._dirs()
+        home, tmp = self._scratch_dirs()
         # Sandboxed, pip gets a private cache: a shared one would let one candidate's setup.py
         # plant wheels that another candidate's install then trusts.
         pip_cache = tmp / "pip-cache" if self.sandboxed else cache_root / "pip"
@@ -279,7 +210,7 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
     def _build_sandbox(self, venv: Path, env: dict[str, str]) -> bwrap.Sandbox:
         """A sandbox for the dependency install: the package index is reachable (host network),
         the venv, the checkout and the scratch dirs are writable, nothing else of the machine is."""
-        home, tmp = self._dirs()
+        home, tmp = self._scratch_dirs()
         env["TMPDIR"] = str(tmp)  # pip unpacks large wheels: the work dir, not the small tmpfs
         readonly = [*bwrap.grader_python_dirs()]
         for name in ("PIP_CONFIG_FILE", "PIP_CONSTRAINT", "PIP_CERT", "PIP_FIND_LINKS", "SSL_CERT_FILE",
@@ -307,15 +238,15 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
         if self._proc is not None and self._proc.poll() is None:
             return
         section = self._section()
-        env = self.candidate_env()
+        env = self.command_env()
         service_log = self.logs_dir / "service.log"
         self._register_undo()
-        argv = self._argv(section.start)
+        argv, preexec = self._confined(["bash", "-c", section.start])
         sink = self._sink(service_log)
         try:
             self._proc = subprocess.Popen(argv, cwd=self.repo_dir, env=env, stdin=subprocess.DEVNULL,
                                           stdout=sink.fd, stderr=sink.fd, start_new_session=True,
-                                          preexec_fn=self._limits())
+                                          preexec_fn=preexec)
         except OSError as exc:
             raise GraderFault(f"could not start bash: {exc}", command=section.start) from None
         finally:
@@ -340,22 +271,6 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
 
     def grader_host(self) -> str:
         return "127.0.0.1"
-
-    def run_command(self, name: str, command: str, timeout_s: float,
-                    env: dict[str, str] | None = None) -> CommandResult:
-        started = time.monotonic()
-        try:
-            proc_env = self.candidate_env(env)
-            code, timed_out, out_path, err_path = self._spawn_captured(self._argv(command), name, self.repo_dir,
-                                                                       proc_env, timeout_s, self._limits())
-            result = CommandResult(name, command, code, read_clipped(out_path, 20_000),
-                                   read_clipped(err_path, 20_000), time.monotonic() - started, timed_out)
-        except Exception as exc:  # noqa: BLE001 - run_command reports failures, it never raises
-            result = CommandResult(name, command, None, "", "", time.monotonic() - started,
-                                   error=f"{type(exc).__name__}: {exc}")
-        append_command_log(self.logs_dir, result)
-        return result
-
 
     def _candidate_processes(self) -> list:
         """The candidate's live processes: the sandbox's members, or (unsandboxed) those tagged with the run id."""
@@ -424,15 +339,6 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
 
     # --- teardown -----------------------------------------------------------------------------
 
-    def down(self) -> None:
-        # Bounded: if an earlier down() hung (and the cleanup stack gave up on it), do not hang too.
-        if not self._lock.acquire(timeout=self.ctx.config.timeouts.teardown):
-            return
-        try:
-            self._down_locked()
-        finally:
-            self._lock.release()
-
     def _down_locked(self) -> None:
         if self._sandbox is not None:
             self._down_sandbox()
@@ -444,38 +350,34 @@ class LocalRuntime(policy.SandboxedOutput, Runtime):
             members = {p.pid: p for p in processes.group_members(pgid) + processes.descendants(pgid)}
             killed += processes.terminate(list(members.values()), TERM_GRACE_S)
             processes.kill_group(pgid)
-            try:
-                self._proc.wait(timeout=5)  # reap it: our child must not stay a zombie
-            except subprocess.TimeoutExpired:
-                pass
+            self._reap()
         # Daemons that left the group; a few rounds in case a watchdog respawns what was killed.
         for _ in range(3):
             tagged = processes.find_tagged(self.ctx.run_id)
             if not tagged:
                 break
             killed += processes.terminate(tagged, TERM_GRACE_S)
-        info = self.teardown_info
-        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        info = self._count_teardown()
         info["killed"] = [*info["killed"], *killed]  # type: ignore[misc]
         info["survivors"] = [processes.describe(p) for p in processes.find_tagged(self.ctx.run_id)]
         info["seconds"] = round(time.monotonic() - started, 2)
 
-    def _down_sandbox(self) -> None:
-        """End the sandbox (every process in its PID namespace) and record what it used and hit."""
-        assert self._sandbox is not None
-        started = time.monotonic()
-        result = self._sandbox.stop(TERM_GRACE_S)
+    def _reap(self) -> None:
+        """Wait (briefly) for the start command: our child must not stay a zombie."""
         if self._proc is not None:
             try:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+
+    def _down_sandbox(self) -> None:
+        """End the sandbox (every process in its PID namespace) and record what it used and hit."""
+        started = time.monotonic()
+        result = self._stop_sandbox(TERM_GRACE_S, list(self.isolation.get("build_limits_hit", [])))  # type: ignore[call-overload]
+        self._reap()
         for sink in self._sinks:
             sink.wait(0.5)
-        info = self.teardown_info
-        info["calls"] = int(info["calls"]) + 1  # type: ignore[call-overload]
+        info = self._count_teardown()
         info["killed"] = [*info["killed"], *result["killed"]]  # type: ignore[misc]
         info["survivors"] = result["survivors"]
         info["seconds"] = round(time.monotonic() - started, 2)
-        policy.record_stop(self._sandbox, result, self.isolation,
-                           list(self.isolation.get("build_limits_hit", [])))  # type: ignore[call-overload]
