@@ -11,9 +11,6 @@ import json
 import subprocess
 import sys
 import tarfile
-import threading
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import yaml
 from assignment import ASSIGNMENT_DIR, docs
 from assignment.build import ArchiveError, build_archive, check_nothing_hidden, main as build_main, materialize
 from assignment.schema import SCHEMA_PATH
+from fakes import Received, StubService
 from grader.config import FALLBACK_SEED
 from harness.contract import contract_json_schema, parse_contract
 from harness.protocol import encode_request
@@ -317,61 +315,21 @@ def test_selfcheck_help_runs_without_the_project(extracted: dict[str, Path], tmp
     assert run.returncode == 0 and all(w in run.stdout for w in ("--url", "--contract", "Not your grade")), run.stderr
 
 
-class FakeCandidate(ThreadingHTTPServer):
+def fake_candidate(root: Path, noisy: bool) -> StubService:
     """A tiny candidate service: validates like the contract says; drift = most of the last 50 rows
     come from the public drift file. ``noisy`` makes the monitor fire all the time."""
+    truth = json.loads((root / "public_traffic" / "scenarios.json").read_text())["scenarios"][0]
+    drifted = {json.dumps(json.loads(line), sort_keys=True)
+               for line in (root / "public_traffic" / truth["file"]).read_text().splitlines() if line}
+    stub = StubService(version=lambda rows: [0.1] * len(rows))
 
-    def __init__(self, root: Path, noisy: bool) -> None:
-        self.fields = json.loads((root / "reference_data" / "schema.json").read_text())["features"]
-        truth = json.loads((root / "public_traffic" / "scenarios.json").read_text())["scenarios"][0]
-        self.drifted = {json.dumps(json.loads(line), sort_keys=True)
-                        for line in (root / "public_traffic" / truth["file"]).read_text().splitlines() if line}
-        self.feature, self.noisy, self.window = truth["features"][0], noisy, deque(maxlen=50)
-        super().__init__(("127.0.0.1", 0), _FakeHandler)
+    def drift(req: Received) -> dict[str, Any]:
+        window = stub.rows[-50:]
+        firing = noisy or sum(json.dumps(r, sort_keys=True) in drifted for r in window) > len(window) // 2
+        return {"drift": firing, "features": [truth["features"][0]] if firing else []}
 
-    def invalid(self, payload: Any) -> bool:
-        rows = payload.get("instances") if isinstance(payload, dict) else None
-        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
-            return True
-        names = {f["name"] for f in self.fields}  # an unknown key is invalid, like a bad value
-        return any(set(row) - names or any(bad_value(f, row.get(f["name"], ...)) for f in self.fields) for row in rows)
-
-
-def bad_value(f: dict[str, Any], v: Any) -> bool:
-    """Whether ``v`` (``...``: absent) is invalid for schema field ``f``."""
-    if v is None or v is ...:
-        return v is ... or not f["nullable"]
-    if f["type"] == "categorical":
-        return not isinstance(v, str)
-    return isinstance(v, bool) or not isinstance(v, (int, float)) or not f["min"] <= v <= f["max"]
-
-
-class _FakeHandler(BaseHTTPRequestHandler):
-    log_message = lambda *args: None  # noqa: E731 - quiet
-
-    def _send(self, code: int, body: Any) -> None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802
-        firing = self.server.noisy or sum(self.server.window) > len(self.server.window) // 2
-        if self.path == "/drift":
-            return self._send(200, {"drift": firing, "features": [self.server.feature] if firing else []})
-        return self._send(200, "requests_total 1\n" if self.path == "/metrics" else "ok")
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        try:
-            payload = json.loads(body) if len(body) <= 1 << 20 else None
-        except ValueError:
-            payload = ...
-        if payload is None or payload is ... or self.server.invalid(payload):
-            return self._send(413 if payload is None else 400 if payload is ... else 422, {"error": "bad request"})
-        self.server.window.extend(json.dumps(r, sort_keys=True) in self.server.drifted for r in payload["instances"])
-        return self._send(200, {"predictions": [0.1] * len(payload["instances"])})
+    stub.routes[("GET", "/drift")] = drift
+    return stub
 
 
 @pytest.mark.parametrize("noisy", [False, True], ids=["good-monitor", "always-firing"])
@@ -382,15 +340,10 @@ def test_selfcheck_against_a_live_service(noisy: bool, extracted: dict[str, Path
                         "drift:\n  signal: http\n  http_path: \"/drift\"\nruntimes:\n  local:\n    start: x $PORT\n"
                         "    deploy: d {version}\n    rollback: r\n")
     parse_contract(contract.read_text())
-    server = FakeCandidate(root, noisy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with fake_candidate(root, noisy) as server:
         run = subprocess.run([sys.executable, "-I", "-S", str(root / "selfcheck.py"), "--contract", str(contract),
-                              "--url", f"http://127.0.0.1:{server.server_address[1]}", "--settle", "0.2"],
+                              "--url", server.url, "--settle", "0.2"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=180)
-    finally:
-        server.shutdown()
-        server.server_close()
     if noisy:
         assert run.returncode == 1 and "[FAIL] quiet on baseline: FALSE ALARM" in run.stdout, run.stdout
     else:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from fakes import StubService, reply
 from harness.errors import GraderFault, SubmissionError
 from harness.fetch import fetch_candidate
 
@@ -122,22 +121,9 @@ def test_nonexistent_path_and_bad_urls_fail_fast(tmp_path: Path) -> None:
 @pytest.fixture
 def auth_server() -> Iterator[str]:
     """An HTTP git host that demands credentials for everything."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/private/repo.git"
-    server.shutdown()
+    with StubService() as server:
+        server.add_hook(lambda req: reply(401, headers={"WWW-Authenticate": 'Basic realm="git"'}))
+        yield f"{server.url}/private/repo.git"
 
 
 def test_private_repo_fails_instead_of_prompting(tmp_path: Path, auth_server: str) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import httpx
@@ -17,44 +15,23 @@ from harness.observers import (DriftReading, HttpDriftObserver, PrometheusDriftO
                                WebhookReceiver, make_observer)
 from harness.observers.base import as_flag
 
-
-class _StubServer:
-    """Serves whatever ``(status, content_type, body)`` is set for a path."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, str, bytes]] = {}
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                status, ctype, body = outer.routes.get(self.path, (404, "text/plain", b"not found"))
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def json(self, path: str, payload: Any, status: int = 200) -> None:
-        self.routes[path] = (status, "application/json", json.dumps(payload).encode())
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from fakes import StubService, reply
 
 
 @pytest.fixture
-def stub() -> Iterator[_StubServer]:
-    server = _StubServer()
-    yield server
-    server.close()
+def stub() -> Iterator[StubService]:
+    """A service that answers only what a test routes (no default metrics page)."""
+    with StubService(metrics_path=None) as server:
+        yield server
+
+
+def serve(stub: StubService, path: str, status: int, content_type: str, body: bytes) -> None:
+    """Answer GET ``path`` with exactly this."""
+    stub.routes[("GET", path)] = lambda req: reply(status, body, content_type=content_type)
+
+
+def serve_json(stub: StubService, path: str, payload: Any, status: int = 200) -> None:
+    serve(stub, path, status, "application/json", json.dumps(payload).encode())
 
 
 @pytest.fixture
@@ -139,23 +116,23 @@ def test_receiver_stop_releases_the_port_and_observer_reports_it() -> None:
 
 # --- http signal -----------------------------------------------------------------------------
 
-def test_http_observer_reads_dotted_fields(stub: _StubServer) -> None:
-    stub.json("/drift", {"drift": {"detected": True, "window": 300},
+def test_http_observer_reads_dotted_fields(stub: StubService) -> None:
+    serve_json(stub, "/drift", {"drift": {"detected": True, "window": 300},
                          "report": {"features": ["amount", "channel"]}})
     observer = HttpDriftObserver(stub.url, "/drift", drift_field="drift.detected", features_field="report.features")
     reading = observer.poll()
     assert reading.ok and reading.firing and reading.features == frozenset({"amount", "channel"})
     assert reading.raw["status"] == 200 and "window" in reading.raw["body"]
-    stub.json("/drift", {"drift": {"detected": False}, "report": {"features": []}})
+    serve_json(stub, "/drift", {"drift": {"detected": False}, "report": {"features": []}})
     assert observer.poll().firing is False
     observer.stop()
 
 
-def test_http_observer_plain_fields_and_odd_values(stub: _StubServer) -> None:
+def test_http_observer_plain_fields_and_odd_values(stub: StubService) -> None:
     observer = HttpDriftObserver(stub.url, "/drift")
-    stub.json("/drift", {"drift": "false", "features": []})
+    serve_json(stub, "/drift", {"drift": "false", "features": []})
     assert observer.poll().firing is False  # the string "false" is not firing
-    stub.json("/drift", {"drift": 1, "features": {"amount": {"drift": True, "p": 1e-9}, "channel": {"drift": False}}})
+    serve_json(stub, "/drift", {"drift": 1, "features": {"amount": {"drift": True, "p": 1e-9}, "channel": {"drift": False}}})
     reading = observer.poll()
     assert reading.firing and reading.features == frozenset({"amount"})
     assert as_flag(True) and as_flag("yes") and not as_flag(0) and not as_flag(None) and not as_flag(float("nan"))
@@ -167,8 +144,8 @@ def test_http_observer_plain_fields_and_odd_values(stub: _StubServer) -> None:
     ((200, "application/json", b"[true]"), "expected an object"),
     ((200, "application/json", b'{"alarm": true}'), "field 'drift' not in"),
 ])
-def test_http_observer_unreadable_signal(stub: _StubServer, route: tuple[int, str, bytes], error: str) -> None:
-    stub.routes["/drift"] = route
+def test_http_observer_unreadable_signal(stub: StubService, route: tuple[int, str, bytes], error: str) -> None:
+    serve(stub, "/drift", *route)
     reading = HttpDriftObserver(stub.url, "/drift").poll()
     assert not reading.ok and not reading.firing and error in (reading.error or "")
 
@@ -189,15 +166,15 @@ def _metrics(feature_values: dict[str, float], detected: float) -> bytes:
     return generate_latest(registry)
 
 
-def test_prometheus_observer_reads_labelled_and_plain_gauges(stub: _StubServer) -> None:
-    stub.routes["/metrics"] = (200, "text/plain; version=0.0.4", _metrics({"amount": 1, "channel": 0}, 0))
+def test_prometheus_observer_reads_labelled_and_plain_gauges(stub: StubService) -> None:
+    serve(stub, "/metrics", 200, "text/plain; version=0.0.4", _metrics({"amount": 1, "channel": 0}, 0))
     labelled = PrometheusDriftObserver(stub.url, "/metrics", "takehome_feature_drift", "feature")
     plain = PrometheusDriftObserver(stub.url, "/metrics", "takehome_drift_detected", "feature")
     reading = labelled.poll()
     assert reading.ok and reading.firing and reading.features == frozenset({"amount"})
     quiet = plain.poll()
     assert quiet.ok and not quiet.firing and quiet.raw["metric_present"]
-    stub.routes["/metrics"] = (200, "text/plain", _metrics({}, 1))  # labelled gauge never set: no samples
+    serve(stub, "/metrics", 200, "text/plain", _metrics({}, 1))  # labelled gauge never set: no samples
     assert not labelled.poll().firing and labelled.poll().ok
     loud = plain.poll()
     assert loud.firing and loud.features == frozenset()
@@ -205,19 +182,19 @@ def test_prometheus_observer_reads_labelled_and_plain_gauges(stub: _StubServer) 
     assert missing.ok and not missing.firing and missing.raw["metric_present"] is False
 
 
-def test_prometheus_observer_unreadable(stub: _StubServer) -> None:
-    stub.routes["/metrics"] = (500, "text/plain", b"boom")
+def test_prometheus_observer_unreadable(stub: StubService) -> None:
+    serve(stub, "/metrics", 500, "text/plain", b"boom")
     reading = PrometheusDriftObserver(stub.url, "/metrics", "takehome_drift_detected").poll()
     assert not reading.ok and "HTTP 500" in (reading.error or "")
-    stub.routes["/metrics"] = (200, "text/plain", b"takehome_drift_detected{feature=\"amount\" 1\n")
+    serve(stub, "/metrics", 200, "text/plain", b"takehome_drift_detected{feature=\"amount\" 1\n")
     reading = PrometheusDriftObserver(stub.url, "/metrics", "takehome_drift_detected").poll()
     assert not reading.ok and "not Prometheus exposition" in (reading.error or "")
 
 
 # --- factory ---------------------------------------------------------------------------------
 
-def test_make_observer_per_signal(stub: _StubServer, receiver: WebhookReceiver) -> None:
-    stub.json("/status", {"drift": True, "features": ["amount"]})
+def test_make_observer_per_signal(stub: StubService, receiver: WebhookReceiver) -> None:
+    serve_json(stub, "/status", {"drift": True, "features": ["amount"]})
     http = make_observer(DriftSignal(signal="http", http_path="/status"), stub.url, "/metrics", None)
     assert isinstance(http, HttpDriftObserver) and http.poll().features == frozenset({"amount"})
     prom = make_observer(DriftSignal(signal="prometheus", prometheus_metric="m", feature_label="col"),

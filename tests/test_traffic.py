@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import math
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +22,7 @@ from harness.traffic.public import PUBLIC_SEED, write_public_sample
 from harness.traffic.replay import Replayer
 from harness.traffic.scenarios import SCENARIO_KINDS, make_scenarios, scenario_frames, scenario_records
 from reference_model.data import generate_features
+from fakes import StubService
 from reference_model.schema import (CATEGORICAL_FEATURES, FEATURES, INTEGER_FEATURES, NULLABLE_FEATURES,
                                     NUMERIC_FEATURES, NUMERIC_RANGES)
 
@@ -226,54 +225,20 @@ def test_decode_predictions_is_strict(protocol: str, body: bytes, match: str) ->
 
 # --- replayer --------------------------------------------------------------------------------
 
-class _PredictServer:
-    """A stdlib predict route: 500 for any batch containing channel 'boom', else 200."""
-
-    def __init__(self) -> None:
-        self.request_ids: list[str] = []
-        self.rows = 0
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as the replayer's pool expects
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                rows = decode_request(body, "v1")
-                with lock:
-                    outer.request_ids.append(self.headers.get("X-Req", ""))
-                    outer.rows += len(rows)
-                boom = any(r.get("channel") == "boom" for r in rows)
-                out = b'{"error": "kaboom"}' if boom else encode_predictions([0.5] * len(rows), "v1")
-                self.send_response(500 if boom else 200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def predict_server() -> Iterator[_PredictServer]:
-    server = _PredictServer()
-    yield server
-    server.close()
+def predict_server() -> Iterator[StubService]:
+    """A predict route answering 0.5 per row: 500 for any batch containing channel 'boom'."""
+    with StubService(version=lambda rows: [0.5] * len(rows), request_id_header="X-Req", validate=False) as server:
+        server.fail(500, b'{"error": "kaboom"}', path="/predict",
+                    when=lambda req: any(r.get("channel") == "boom" for r in decode_request(req.body, "v1")))
+        yield server
 
 
-def test_replayer_counts_successes_and_errors(predict_server: _PredictServer) -> None:
+def rows_received(server: StubService) -> int:
+    return sum(len(decode_request(r.body, "v1")) for r in server.predict_requests())
+
+
+def test_replayer_counts_successes_and_errors(predict_server: StubService) -> None:
     rows = baseline_records(95, 4)
     for i in (12, 13, 57):  # requests 2 and 6 (10 rows each) fail
         rows[i]["channel"] = "boom"
@@ -285,8 +250,8 @@ def test_replayer_counts_successes_and_errors(predict_server: _PredictServer) ->
     assert stats.first_error is not None and stats.first_error["status"] == 500
     assert stats.first_error["request_id"] == "run1-2" and "kaboom" in stats.first_error["body"]
     assert stats.request_ids == [f"run1-{i}" for i in range(1, 11)] and again.request_ids == ["run1-11"]
-    assert sorted(predict_server.request_ids) == sorted(stats.request_ids + again.request_ids)
-    assert predict_server.rows == 100 and stats.wall_s > 0
+    assert sorted(r.request_id for r in predict_server.predict_requests()) == sorted(stats.request_ids + again.request_ids)
+    assert rows_received(predict_server) == 100 and stats.wall_s > 0
     assert stats.merge(again).requests == 11 and stats.as_dict()["request_ids"]["count"] == 11
 
 
