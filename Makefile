@@ -12,7 +12,7 @@ CONFIG ?=
 MIN_SCORE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup sandbox-tools artifacts assignment grade demo test bench clean calibrate
+.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ demo: artifacts  ## set up, then grade the bundled reference solution on the loc
 test: artifacts  ## run the test suite (docker tests run when an engine is up; kind tests when kind is installed)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+lint: $(VENV)/.installed  ## ruff and mypy, as configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: artifacts  ## timing benchmarks (artifact build, load generator vs wrk, grading wall time)
 	$(PY) benchmarks/build_artifacts.py

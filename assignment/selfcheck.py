@@ -63,7 +63,8 @@ def tiny_yaml(text: str) -> dict[str, Any]:
         if value.strip():
             stack[-1][1][key.strip()] = _scalar(value)
         else:
-            stack[-1][1][key.strip()] = child = {}
+            child: dict = {}
+            stack[-1][1][key.strip()] = child
             stack.append((indent, child))
     return root
 
@@ -105,7 +106,7 @@ def read_contract(path: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _refuse(f"takehome.yaml is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+        raise _refuse(f"takehome.yaml is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
     try:
         import yaml  # optional
     except ImportError:

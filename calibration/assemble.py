@@ -12,9 +12,13 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # assignment.build is imported when a candidate is assembled, not before
+    from assignment.build import Flavor
 
 CORPUS_DIR = Path(__file__).parent / "candidates"
 OVERLAY_FILE = "overlay.yaml"
@@ -85,9 +89,14 @@ def _copy_entry(name: str, dest: Path) -> None:
         shutil.copytree(src, dest, dirs_exist_ok=True, ignore=_IGNORE)
 
 
-def _flavor(dest: Path) -> str:
+def _flavor(dest: Path) -> Flavor:
+    from assignment.build import Flavor
+
     data = yaml.safe_load((dest / "takehome.yaml").read_text())
-    return str(data.get("flavor", "sklearn"))
+    flavor = str(data.get("flavor", "sklearn"))
+    if flavor not in get_args(Flavor):
+        raise ValueError(f"{dest / 'takehome.yaml'}: flavor {flavor!r} is not one of {get_args(Flavor)}")
+    return flavor  # type: ignore[return-value]
 
 
 def _git_commit(dest: Path, message: str) -> None:

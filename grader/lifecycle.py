@@ -92,7 +92,7 @@ class _Run:
             raise
         finally:
             took = time.monotonic() - start
-            self.report.phases.append(PhaseResult(name=name, status=status, started_at=started,  # type: ignore[arg-type]
+            self.report.phases.append(PhaseResult(name=name, status=status, started_at=started,
                                                   duration_s=round(took, 3), message=message, error=error))
             mark = {"ok": "✓", "timeout": "⏱", "interrupted": "■"}.get(status, "✗")
             self.req.progress(f"{mark} {name} ({took:.1f}s){': ' + message if message else ''}")
@@ -338,7 +338,8 @@ def _teardown(run: _Run, session: GradingSession | None) -> None:
             run.report.isolation = run.runtime.isolation_info()
         except Exception as exc:  # noqa: BLE001 - a collector must not lose the report
             run.report.isolation = {"error": f"isolation facts unavailable: {exc}"}
-        for hit in (run.report.isolation or {}).get("limits_hit", []):
+        hits: list[str] = (run.report.isolation or {}).get("limits_hit", [])  # type: ignore[assignment]
+        for hit in hits:
             run.req.progress(f"! {hit}")
 
 

@@ -9,9 +9,12 @@ check is a result that carries its evidence, never an exception; a crash becomes
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, Field, field_validator
+
+if TYPE_CHECKING:  # the specs import nothing heavy, but results stay importable on their own
+    from grader.checks.spec import ItemSpec
 
 REPORT_SCHEMA_VERSION = "1.1"  # 1.1: ``latency`` is a LatencySummary (one spelling); item status "timeout"
 
@@ -20,6 +23,10 @@ REPORT_SCHEMA_VERSION = "1.1"  # 1.1: ``latency`` is a LatencySummary (one spell
 ItemStatus = Literal["pass", "partial", "fail", "skipped", "error", "timeout", "inconclusive"]
 PhaseStatus = Literal["ok", "failed", "timeout", "skipped", "interrupted", "error"]
 RunStatus = Literal["completed", "broken_submission", "grader_error", "interrupted"]
+
+
+#: What a check names an item by: its spec (as checks do) or its id.
+ItemRef = Union[str, "ItemSpec"]
 
 
 def utcnow() -> str:
@@ -47,25 +54,25 @@ class Outcome(BaseModel):
         return getattr(value, "id", value)
 
     @classmethod
-    def passed(cls, item: str, message: str, **evidence: Any) -> "Outcome":
+    def passed(cls, item: ItemRef, message: str, **evidence: Any) -> "Outcome":
         return cls(item=item, fraction=1.0, status="pass", message=message, evidence=evidence)
 
     @classmethod
-    def failed(cls, item: str, message: str, **evidence: Any) -> "Outcome":
+    def failed(cls, item: ItemRef, message: str, **evidence: Any) -> "Outcome":
         return cls(item=item, fraction=0.0, status="fail", message=message, evidence=evidence)
 
     @classmethod
-    def partial(cls, item: str, fraction: float, message: str, **evidence: Any) -> "Outcome":
+    def partial(cls, item: ItemRef, fraction: float, message: str, **evidence: Any) -> "Outcome":
         fraction = max(0.0, min(1.0, fraction))
         status: ItemStatus = "pass" if fraction >= 0.999 else ("fail" if fraction <= 0.0 else "partial")
         return cls(item=item, fraction=fraction, status=status, message=message, evidence=evidence)
 
     @classmethod
-    def skipped(cls, item: str, message: str, **evidence: Any) -> "Outcome":
+    def skipped(cls, item: ItemRef, message: str, **evidence: Any) -> "Outcome":
         return cls(item=item, fraction=0.0, status="skipped", message=message, evidence=evidence)
 
     @classmethod
-    def inconclusive(cls, item: str, message: str, fraction: float = 0.0, **evidence: Any) -> "Outcome":
+    def inconclusive(cls, item: ItemRef, message: str, fraction: float = 0.0, **evidence: Any) -> "Outcome":
         return cls(item=item, fraction=fraction, status="inconclusive", message=message, evidence=evidence)
 
 

@@ -500,7 +500,7 @@ def fetch_candidate(source: str, dest: Path, ref: str | None = None, timeout_s: 
     validate_url(source)
     if ref is not None:
         validate_ref(ref)
-    budget, warnings = _Budget(max_bytes, max_files), []
+    budget, warnings = _Budget(max_bytes, max_files), list[str]()
     try:
         if _GIT_URL.match(source):
             scheme = "ssh" if "://" not in source else source.split("://", 1)[0].lower()

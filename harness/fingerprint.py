@@ -113,13 +113,13 @@ def representative_subset(pool: list[dict], candidates: np.ndarray, n: int, seed
             sub = [cats[f][i] for i in idx]
             worst = max(worst, 0.5 * sum(abs(sub.count(c) / len(sub) - p) for c, p in sh.items()))
         for f, values in nums.items():
-            sub = values[idx]
-            worst = max(worst, abs(float(np.mean(np.isnan(sub))) - null_share[f]))
-            sub, ref = np.sort(sub[~np.isnan(sub)]), sorted_ref[f]
-            if len(sub) and len(ref):
-                grid = np.concatenate([ref, sub])  # KS statistic: the largest gap between the two ECDFs
+            col = values[idx]
+            worst = max(worst, abs(float(np.mean(np.isnan(col))) - null_share[f]))
+            col, ref = np.sort(col[~np.isnan(col)]), sorted_ref[f]
+            if len(col) and len(ref):
+                grid = np.concatenate([ref, col])  # KS statistic: the largest gap between the two ECDFs
                 gap = np.abs(np.searchsorted(ref, grid, "right") / len(ref)
-                             - np.searchsorted(sub, grid, "right") / len(sub))
+                             - np.searchsorted(col, grid, "right") / len(col))
                 worst = max(worst, float(gap.max()))
         return worst
 

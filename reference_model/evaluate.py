@@ -91,7 +91,7 @@ def compute_metrics(y_true: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def probe_disagreement(p_v1: np.ndarray, p_v2: np.ndarray) -> dict[str, float]:
+def probe_disagreement(p_v1: np.ndarray | list[float], p_v2: np.ndarray | list[float]) -> dict[str, float]:
     """Summaries of ``|p_v1 - p_v2|`` on the probe rows (how well the versions can be told apart)."""
     diff = np.abs(np.asarray(p_v1, dtype=np.float64) - np.asarray(p_v2, dtype=np.float64))
     return {

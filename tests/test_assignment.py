@@ -196,7 +196,7 @@ def prompt_phrases(cfg: dict[str, Any]) -> list[str]:
     t, ld, th = cfg["traffic"], cfg["load"], cfg["thresholds"]
     phrases = [
         f"{g(t['baseline_rows'])} rows drawn from the training distribution",
-        f"First {g(t['warmup_rows'])} warm-up rows", f"a window of up to that many rows",
+        f"First {g(t['warmup_rows'])} warm-up rows", "a window of up to that many rows",
         f"after every {g(t['poll_every_rows'])} rows ({g(t['baseline_rows'] // t['poll_every_rows'])} reads)",
         f"for {g(t['settle_s'])} s after the last row", f"{len(t['scenarios'])} scenarios",
         f"at most {g(t['scenario_max_rows'])} drifted rows", f"up to {g(t['washout_max_rows'])} clean rows",

@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from grader.reports import followups as fu
 from grader.reports import (drift_timeline_svg, followup_questions, latency_spectrum_svg,

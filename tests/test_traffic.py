@@ -7,7 +7,7 @@ import json
 import math
 import socket
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd

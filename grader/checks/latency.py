@@ -91,7 +91,8 @@ def judge(stats: LatencyStats, slo_ms: float, max_error_rate: float,
           "scheduled": stats.scheduled, "errors": stats.errors, "error_rate": round(stats.error_rate, 5),
           "achieved_rate_rps": _r(stats.achieved_rate_rps), "send_lag_p99_ms": _r(stats.send_lag_p99_ms),
           "slo_ms": slo_ms, "error_kinds": dict(stats.error_kinds)}
-    status, message = stats.verdict(slo_ms, max_error_rate)
+    verdict, message = stats.verdict(slo_ms, max_error_rate)
+    status: str = verdict  # the judgement below adds two states of its own
     # Refused connections and HTTP errors are the service's doing even when the load generator lags;
     # only timeouts could be the harness's fault, so only they are excused when it is saturated.
     server_errors = sum(n for kind, n in stats.error_kinds.items()

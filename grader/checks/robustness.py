@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from grader.checks.spec import CheckSpec, items
 from grader.evidence import RobustnessEvidence
 from grader.results import Outcome
 from grader.session import Deadline, GradingSession
-from harness.protocol import encode_request
+from harness.protocol import Protocol, encode_request
 from harness.traffic.baseline import baseline_records
 from reference_model.schema import NULLABLE_FEATURES, NUMERIC_FEATURES
 
@@ -27,7 +28,7 @@ def _mutated(row: dict, fn: Callable[[dict], None]) -> dict:
     return copy
 
 
-def bad_inputs(row: dict, protocol: str, oversized_mb: float) -> list[tuple[str, bytes]]:
+def bad_inputs(row: dict, protocol: Protocol, oversized_mb: float) -> list[tuple[str, bytes]]:
     """(name, body) pairs that a correct service must reject with a 4xx."""
     numeric = NUMERIC_FEATURES[0]
     non_nullable = next(f for f in NUMERIC_FEATURES if f not in NULLABLE_FEATURES)
@@ -56,7 +57,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     row = baseline_records(1, s.seed + 606)[0]
     path = s.contract.serving.predict_path
     header = s.contract.serving.request_id_header
-    results = []
+    results: list[dict[str, Any]] = []
     for name, body in bad_inputs(row, s.contract.serving.protocol, s.config.thresholds.oversized_body_mb):
         deadline.check()
         rid = s.request_id("robustness")
@@ -84,7 +85,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     # A 5xx or a dropped connection means the bad input reached an unhandled exception path: the
     # service survived this time, but it did not fail safe. (A 2xx is a different bug: garbage
     # accepted; that costs only rejects_bad_input.)
-    server_errors = [r["case"] for r in results if r["status"] is None or r["status"] >= 500]
+    server_errors: list[str] = [r["case"] for r in results if r["status"] is None or int(r["status"]) >= 500]
     ev = {"ready_after": ready.evidence(), "valid_request_after": valid.evidence(), "process_alive": alive,
           "server_errors_on_bad_input": server_errors}
     if ready.ok and valid.ok and server_errors:

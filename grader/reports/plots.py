@@ -63,7 +63,7 @@ def _plot(salt: str) -> Iterator[tuple[Any, Any]]:
     import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({**_RC, "svg.hashsalt": f"takehome-{salt}"}):
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": f"takehome-{salt}"}):  # type: ignore[dict-item]
         fig = Figure(figsize=_SIZE, layout="constrained")
         yield fig, fig.add_subplot()
 
@@ -102,8 +102,8 @@ def latency_spectrum_svg(latency: LatencySummary | None) -> str | None:
     """
     if latency is None:
         return None
-    pairs = [(_number(p[0]), _number(p[1])) for p in latency.spectrum if len(p) >= 2]
-    pairs = [(p, ms) for p, ms in pairs if p is not None and ms is not None]
+    numbers = [(_number(p[0]), _number(p[1])) for p in latency.spectrum if len(p) >= 2]
+    pairs = [(p, ms) for p, ms in numbers if p is not None and ms is not None]
     if not pairs:
         return None
     scale = 100.0 if max(p for p, _ in pairs) > 1.0 else 1.0
@@ -127,7 +127,7 @@ def latency_spectrum_svg(latency: LatencySummary | None) -> str | None:
         if p99 is not None:
             ax.plot([100.0], [p99], "o", color="#c0392b" if slo is not None and p99 > slo else "#1e8449",
                     ms=6, label=f"p99 {p99:.1f} ms")
-        ax.set_ylim(bottom=0, top=max(ys + [slo or 0.0, p99 or 0.0]) * 1.15 or 1.0)
+        ax.set_ylim(bottom=0, top=max([*ys, slo or 0.0, p99 or 0.0]) * 1.15 or 1.0)
         rate = latency.rate_rps
         title = (f"Latency by percentile at {rate:g} req/s (open loop)" if rate is not None
                  else "Latency by percentile (open loop)")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from typing import Any
 
 from harness.errors import GraderFault
 from harness.isolation import records
@@ -427,7 +428,7 @@ class Sandbox:
         self._stopped = {"killed": killed, "survivors": survivors, "usage": usage}
         return self._stopped
 
-    def limits_hit(self, usage: dict[str, object]) -> list[str]:
+    def limits_hit(self, usage: dict[str, Any]) -> list[str]:
         """Human sentences naming each limit the candidate ran into."""
         hits = list(self.hits)
         if int(usage.get("memory_limit_hits") or 0) or int(usage.get("oom_kills") or 0):
@@ -485,7 +486,7 @@ def _ctime(pid: int) -> float | None:
 
 def _free_uid() -> int:
     """A uid no process uses and no account names, for this sandbox alone."""
-    used = set()
+    used: set[int] = set()
     for proc in psutil.process_iter(["uids"]):
         try:
             used.update(proc.info["uids"] or ())

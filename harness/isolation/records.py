@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 
 import psutil
+from typing import Any
 
 
 def records_dir() -> Path:
@@ -52,9 +53,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _grading_records() -> dict[str, dict[str, object]]:
+def _grading_records() -> dict[str, dict[str, Any]]:
     folder = records_dir()
-    found: dict[str, dict[str, object]] = {}
+    found: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("grading-*.json")) if folder.is_dir() else []:
         try:
             found[path.stem.removeprefix("grading-")] = json.loads(path.read_text())

@@ -69,14 +69,14 @@ class DriftReading:
 class DriftObserver(ABC):
     """Reads a candidate's drift verdict. ``poll`` must not raise: failures become ``ok=False``."""
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
         """Acquire resources (connections, listeners). Default: nothing to do."""
 
     @abstractmethod
     def poll(self) -> DriftReading:
         """Read the signal now."""
 
-    def stop(self) -> None:
+    def stop(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
         """Release resources. Safe to call twice. Default: nothing to do."""
 
     @abstractmethod

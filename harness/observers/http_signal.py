@@ -75,6 +75,7 @@ class HttpDriftObserver(HttpPollingObserver):
         resp, failed = self.fetch({"Accept": "application/json"})
         if failed is not None:
             return failed
+        assert resp is not None  # fetch() returns one of the two
         body = resp.text
         raw: dict[str, Any] = {"status": resp.status, "body": excerpt(body)}
         if resp.status != 200:

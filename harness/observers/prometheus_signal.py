@@ -71,6 +71,7 @@ class PrometheusDriftObserver(HttpPollingObserver):
         resp, failed = self.fetch()
         if failed is not None:
             return failed
+        assert resp is not None  # fetch() returns one of the two
         if resp.status != 200:
             return DriftReading.failed(f"GET {self.url} answered HTTP {resp.status}",
                                        {"status": resp.status, "body": excerpt(resp.text)})

@@ -178,7 +178,7 @@ class SandboxedCommands(policy.SandboxedOutput, CommonRuntime):
         self._sandbox: bwrap.Sandbox | None = None
         self._sinks: list[CappedSink] = []
         #: The report's isolation record (``isolation_info()``); ``isolation`` adds runtime-specific keys.
-        self.isolation: dict[str, object] = {"sandbox": "bubblewrap" if ctx.config.local.sandbox else "none",
+        self.isolation: dict[str, Any] = {"sandbox": "bubblewrap" if ctx.config.local.sandbox else "none",
                                              **isolation}
 
     @property

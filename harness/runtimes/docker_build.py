@@ -100,8 +100,8 @@ def build_image(api_version: str, *, context: Path, dockerfile: Path, timeout_s:
     The result is untagged and unlabelled on purpose (see :func:`label_image`). ``pull=False``:
     nothing is pulled (no registry may be reachable); ``rm``/``forcerm`` remove intermediate
     containers even when a step fails. Every RUN step's container gets a memory cap of
-    ``memory_mb`` (0 = none), with no swap beyond it: a Dockerfile is candidate code too. Raises docker errors only for engine faults; a failing
-    Dockerfile is a BuildOutcome with ``error`` set.
+    ``memory_mb`` (0 = none), with no swap beyond it: a Dockerfile is candidate code too. Raises
+    docker errors only for engine faults; a failing Dockerfile is a BuildOutcome with ``error`` set.
     """
     outcome = BuildOutcome(image_id=None)
     # A dedicated client: cutting its connection on timeout must not break the runtime's own.

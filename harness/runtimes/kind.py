@@ -119,7 +119,7 @@ class KindRuntime(SandboxedCommands):
         self._police = bool(missing)
         self.isolation["cluster"] = f"{self.cluster.describe()}, Kubernetes {version}"
         if missing:
-            self.isolation.setdefault("notes", []).extend(missing)  # type: ignore[union-attr]
+            self.isolation.setdefault("notes", []).extend(missing)
             for line in missing:
                 self.ctx.progress(f"{self.name}: note: {line}")
         self.ctx.progress(f"{self.name}: API server {version}")
@@ -299,13 +299,13 @@ class KindRuntime(SandboxedCommands):
         server, _ca = kns.admin_endpoint(self._admin)
         url = urlparse(server)
         if url.hostname not in LOOPBACK_HOSTS:
-            self.isolation.setdefault("notes", []).append(  # type: ignore[union-attr]
+            self.isolation.setdefault("notes", []).append(
                 f"the API server ({url.hostname}) is not on loopback: candidate commands share the host network")
             return (), True
         api_port = url.port or (443 if url.scheme == "https" else 80)
         node = self.cluster.node_address(self._api)
         if node not in LOOPBACK_HOSTS:
-            self.isolation.setdefault("notes", []).append(  # type: ignore[union-attr]
+            self.isolation.setdefault("notes", []).append(
                 f"node ports are reached at {node}, not on loopback: candidate commands share the host network")
             return (), True
         return tuple(sorted({api_port, *self.cluster.node_ports(self._docker())})), False
@@ -342,7 +342,7 @@ class KindRuntime(SandboxedCommands):
         deleted = ops.delete_workloads(self._api, self.namespace)
         message = (f"Pod Security baseline broken by what a candidate command created ({'; '.join(found[:5])}): "
                    f"the grader deleted every workload in the namespace ({', '.join(deleted) or 'none could be'})")
-        self.isolation.setdefault("limits_hit", []).append(message)  # type: ignore[union-attr]
+        self.isolation.setdefault("limits_hit", []).append(message)
         self._log_command_text(f"[grader] {message}\n")
         return message
 

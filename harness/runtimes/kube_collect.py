@@ -169,7 +169,7 @@ def statefulsets_pending(statefulsets: list[dict[str, Any]]) -> list[str]:
 
 def ready_endpoints(slices: list[dict[str, Any]]) -> list[str]:
     """Addresses of ready endpoints in a Service's EndpointSlices."""
-    out = []
+    out: list[str] = []
     for sl in slices:
         for ep in sl.get("endpoints") or []:
             if (ep.get("conditions") or {}).get("ready", True):

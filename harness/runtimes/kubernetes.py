@@ -154,7 +154,7 @@ class ExistingCluster:
             raise GraderFault(f"cannot list the cluster's nodes to find a NodePort address ({exc}): set "
                               "kubernetes.node_address") from None
         for node in nodes:
-            for addr in node.status.addresses or []:
+            for addr in (node.status.addresses if node.status else None) or []:
                 if addr.type == "InternalIP":
                     self._node_address = str(addr.address)
                     return self._node_address

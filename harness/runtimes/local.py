@@ -373,7 +373,7 @@ class LocalRuntime(SandboxedCommands):
     def _down_sandbox(self) -> None:
         """End the sandbox (every process in its PID namespace) and record what it used and hit."""
         started = time.monotonic()
-        result = self._stop_sandbox(TERM_GRACE_S, list(self.isolation.get("build_limits_hit", [])))  # type: ignore[call-overload]
+        result = self._stop_sandbox(TERM_GRACE_S, list(self.isolation.get("build_limits_hit", [])))
         self._reap()
         for sink in self._sinks:
             sink.wait(0.5)
