@@ -126,7 +126,7 @@ def read_contract(path: str) -> dict[str, Any]:
             return super().compose_node(parent, index)
 
     try:
-        return yaml.load(text, Loader=NoAliasLoader) or {}  # noqa: S506 - a SafeLoader
+        return yaml.load(text, Loader=NoAliasLoader) or {}  # a SafeLoader
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise _refuse(f"takehome.yaml is not valid YAML: {type(exc).__name__}: {exc}") from None
 
@@ -209,7 +209,7 @@ class Webhook:
         class Handler(BaseHTTPRequestHandler):
             log_message = lambda *a: None  # noqa: E731 - quiet
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 try:
                     owner.apply(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))), label)
                     self.send_response(200)

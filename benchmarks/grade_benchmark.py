@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.assemble import assemble  # noqa: E402
-from grader.config import load_config  # noqa: E402
-from grader.lifecycle import GradeRequest, grade  # noqa: E402
-from grader.results import GradeReport  # noqa: E402
-from reference_model.paths import ensure_artifacts  # noqa: E402
+from calibration.assemble import assemble
+from grader.config import load_config
+from grader.evidence import DriftEvidence, RollbackEvidence
+from grader.lifecycle import GradeRequest, grade
+from grader.results import GradeReport
+from reference_model.paths import ensure_artifacts
 
 
 def _summary(label: str, report: GradeReport, wall: float) -> None:
@@ -35,16 +36,16 @@ def _summary(label: str, report: GradeReport, wall: float) -> None:
               f"max {lat.max_ms} ms, errors {lat.errors}, saturated {lat.saturated}")
     quiet = report.item("drift.quiet_on_baseline")
     if quiet:
-        print(f"   baseline false-alarm polls: {quiet.evidence.get('false_alarm_polls')} of "
-              f"{quiet.evidence.get('polls')} polls over {quiet.evidence.get('baseline_rows')} rows")
+        ev = DriftEvidence.of(quiet)
+        print(f"   baseline false-alarm polls: {ev.false_alarm_polls} of {ev.polls} polls over {ev.baseline_rows} rows")
     det = report.item("drift.detects_scenarios")
-    for sc in (det.evidence.get("scenarios", []) if det else []):
-        print(f"   scenario {sc['scenario']:40s} detected={sc['detected']!s:5s} delay_rows={sc['delay_rows']} "
-              f"named={sc['named']} truth={sc['ground_truth']}")
-    rb = report.item("rollback.restores_v1")
+    for sc in (DriftEvidence.of(det).scenarios or [] if det else []):
+        print(f"   scenario {sc.scenario:40s} detected={sc.detected!s:5s} delay_rows={sc.delay_rows} "
+              f"named={sc.named} truth={sc.ground_truth}")
+    rb, failed = report.item("rollback.restores_v1"), report.item("rollback.no_failed_requests")
     if rb:
-        print(f"   rollback: {rb.message}; failed requests {rb.evidence.get('failed_requests')}")
-
+        print(f"   rollback: {rb.message}; failed requests "
+              f"{RollbackEvidence.of(failed).failed_requests if failed else None}")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

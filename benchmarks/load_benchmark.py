@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from harness.load import LoadPlan, RequestSpec, run_open_loop  # noqa: E402
+from harness.load import LoadPlan, RequestSpec, run_open_loop
 
 BODY = b'{"instances": [[1.0, 2.0, 3.0]]}'
 

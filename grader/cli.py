@@ -31,7 +31,7 @@ class Exit(IntEnum):
     INTERRUPTED = 130
 
 
-def _progress(start: float):  # noqa: ANN202
+def _progress(start: float):
     def emit(message: str) -> None:
         err.print(f"[dim]{time.monotonic() - start:7.1f}s[/dim] {message}", markup=True, highlight=False)
     return emit

@@ -180,7 +180,7 @@ def grade(req: GradeRequest) -> GradeReport:
     except (KeyboardInterrupt, Interrupted) as exc:
         report.status = "interrupted"
         report.error = f"grading was interrupted ({type(exc).__name__}); teardown ran and partial results are kept"
-    except Exception as exc:  # a grader fault: keep the traceback in the report, never lose it
+    except Exception as exc:  # noqa: BLE001 - a grader fault: keep the traceback in the report, never lose it
         report.status = "grader_error"
         report.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=12)}"
     finally:

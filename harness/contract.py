@@ -261,7 +261,7 @@ def parse_contract(text: str, source: str = CONTRACT_FILENAME) -> Contract:
     if len(text) > CONTRACT_MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > CONTRACT_MAX_BYTES:
         raise _too_big(source, len(text.encode("utf-8", "surrogatepass")))
     try:
-        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+        raw = yaml.load(text, Loader=_LineLoader)  # _LineLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -24,7 +24,7 @@ def available_flavors() -> tuple[str, ...]:
     return ("sklearn", "torch") if importlib.util.find_spec("torch") is not None else ("sklearn",)
 
 
-def ensure_artifacts(dir: Path | None = None) -> Path:  # noqa: A002 - the documented parameter name
+def ensure_artifacts(dir: Path | None = None) -> Path:
     """Return the artifacts directory, building it first when ``manifest.json`` is missing.
 
     Concurrent callers (parallel grader workers) serialise on a lock file next to the

@@ -207,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _any(self) -> None:
         self.server.stub._handle(self)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any
 
 
 class StubService:

@@ -116,7 +116,7 @@ def test_overlay_assembles_and_validates(name: str, tmp_path: Path, artifacts: P
     assert changed, f"{name} assembles to a copy of {overlay.base}: the mistake is missing"
 
 
-def test_overlay_fails_loudly_when_its_base_changed(tmp_path: Path, artifacts: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_overlay_fails_loudly_when_its_base_changed(tmp_path: Path, artifacts: Path, monkeypatch) -> None:
     import calibration.assemble as asm
 
     corpus = tmp_path / "corpus"
@@ -151,7 +151,7 @@ def _report(points: dict[str, float], status: str = "completed", overrides: dict
                        score=score, max_score=100.0, sections=sections)
 
 
-def _verdicts(rows) -> dict[str, str]:  # noqa: ANN001
+def _verdicts(rows) -> dict[str, str]:
     return {r.target: r.verdict for r in rows}
 
 

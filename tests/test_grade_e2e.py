@@ -107,7 +107,7 @@ def test_flawed_candidate_loses_exactly_its_section(name: str, section: str, gra
 
 
 @pytest.mark.docker
-def test_reference_solution_on_docker(docker_engine, workdir: Path, artifacts: Path) -> None:  # noqa: ANN001
+def test_reference_solution_on_docker(docker_engine, workdir: Path, artifacts: Path) -> None:
     """The same checks, unchanged, against the candidate's own Dockerfile in a locked-down container."""
     repo = assemble("reference-fastapi", workdir / "reference-docker", artifacts_dir=artifacts)
     report = grade(GradeRequest(repo=str(repo), runtime="docker", config=load_config(), artifacts_dir=artifacts,

@@ -171,7 +171,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(repo: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("run")
     srv = Server(repo, work / "state", work / "server.log")
     try:
@@ -388,7 +388,7 @@ def test_bad_inputs_get_4xx_and_service_stays_healthy(server: Server) -> None:
     resp = server.client.post(PREDICT, content=big, headers={"Content-Type": "application/json"})
     assert resp.status_code == 413, resp.text[:200]
 
-    def chunks():  # noqa: ANN202
+    def chunks():
         for i in range(0, len(big), 65536):
             yield big[i:i + 65536]
 
@@ -532,7 +532,7 @@ class DriftDriver:
 
 
 @pytest.fixture(scope="module")
-def drift_server(repo: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def drift_server(repo: Path, tmp_path_factory: pytest.TempPathFactory):
     """A fresh server: the other tests send the same rows again and again (fingerprints, traffic
     during rollbacks), which is not what a drift monitor should be measured on."""
     work = tmp_path_factory.mktemp("drift")

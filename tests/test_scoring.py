@@ -128,7 +128,7 @@ def _cmd(code: int = 0) -> CommandResult:
     return CommandResult("rollback", "rb", code, "", "", 0.2)
 
 
-def _fpr(version: str):  # noqa: ANN202
+def _fpr(version: str):
     from harness.fingerprint import VersionReading
     return VersionReading(version, "reference", {"v1": 1.0 if version == "v1" else 0.0})
 
@@ -231,14 +231,14 @@ class _FakeSession:
         self.script, self.i, self._last = script, 0, None
         self.clock = SYSTEM_CLOCK
 
-    def fingerprint(self, _phase: str):  # noqa: ANN201
+    def fingerprint(self, _phase: str):
         from harness.fingerprint import VersionReading
         version, preds = self.script[min(self.i, len(self.script) - 1)]
         self.i += 1
         self._last = preds
         return VersionReading(version)
 
-    def last_probe_predictions(self):  # noqa: ANN201
+    def last_probe_predictions(self):
         return self._last
 
 

@@ -23,7 +23,7 @@ class CappedSink:
         self.dropped = 0
         read_fd, self.fd = os.pipe()
         self._read_fd = read_fd
-        self._file = open(path, "ab" if append else "wb")  # noqa: SIM115 - closed by the pump thread
+        self._file = open(path, "ab" if append else "wb")  # closed by the pump thread
         self._thread = threading.Thread(target=self._pump, name=f"sink-{path.name}", daemon=True)
         self._thread.start()
 

@@ -214,7 +214,7 @@ async def run_open_loop_async(
                 error = ERR_TIMEOUT
             except (aiohttp.ClientError, OSError) as exc:
                 error = _describe(exc)
-            except Exception as exc:  # e.g. a malformed header from request_for: our fault, say so
+            except Exception as exc:  # noqa: BLE001 - e.g. a malformed header from request_for: our fault, say so
                 error = f"{ERR_CLIENT_PREFIX} {type(exc).__name__}: {exc}"[:200]
             finally:
                 in_flight -= 1
@@ -348,7 +348,7 @@ class BackgroundLoad:
     def _main(self) -> None:
         try:
             self._result = run_open_loop(self.base_url, self.plan, self.request_for, self._stop)
-        except BaseException as exc:  # handed to wait(): a thread cannot raise into its caller
+        except BaseException as exc:  # noqa: BLE001 - handed to wait(): a thread cannot raise into its caller
             self._error = exc
 
     def stop(self) -> None:

@@ -169,12 +169,12 @@ def service_endpoints(api: Any, namespace: str, name: str) -> list[str]:
         slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
             namespace, label_selector=f"kubernetes.io/service-name={name}", _request_timeout=API_TIMEOUT_S).items
         return collect.ready_endpoints([api.sanitize_for_serialization(s) for s in slices])
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _status(exc) != 404:  # 404: the server does not serve discovery.k8s.io/v1
             raise
     try:
         endpoints = client.CoreV1Api(api).read_namespaced_endpoints(name, namespace, _request_timeout=API_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _status(exc) == 404:
             return []
         raise
