@@ -70,8 +70,9 @@ def grade(
 ) -> None:
     """Grade one candidate repo and write report.json, scorecard.md, report.html, junit.xml, results.json.
 
-    Exit codes: 0 graded (any score), 1 below --min-score, 2 usage or config error, 3 broken submission
-    (cannot be fetched, built or started), 4 grader fault, 130 interrupted.
+    Exit codes: 0 graded (any score), 1 below --min-score, 2 usage or config error (a --repo path
+    that does not exist included: no report is written), 3 broken submission (cannot be fetched,
+    built or started), 4 grader fault (a runtime unavailable here included), 130 interrupted.
     """
     from grader.config import ConfigError, load_config
     from grader.lifecycle import GradeRequest, grade as run_grade
@@ -80,6 +81,13 @@ def grade(
 
     if runtime not in registry.NAMES:
         err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(registry.NAMES)}")
+        raise typer.Exit(Exit.USAGE)
+    from harness.fetch import local_source_problem
+
+    # A path that is not there is the operator's typo, not a broken submission: no report, no score.
+    problem = local_source_problem(repo)
+    if problem is not None:
+        err.print(f"error: --repo {problem}", markup=False, soft_wrap=True)
         raise typer.Exit(Exit.USAGE)
     try:
         cfg = load_config(config)

@@ -485,6 +485,20 @@ def _check_clone(root: Path, budget: _Budget, warnings: list[str]) -> None:
                 budget.add(st.st_size)
 
 
+def local_source_problem(source: str) -> str | None:
+    """Why ``source``, when it names a local directory rather than a git URL, cannot be graded
+    (it does not exist, or is a file); None for a usable directory or any git URL."""
+    if _GIT_URL.match(source):
+        return None
+    src = Path(source).expanduser()
+    if not src.exists():
+        return (f"no such directory: {src}: check the path, or pass a git URL "
+                "(https://..., git@host:owner/repo.git)")
+    if not src.is_dir():
+        return f"{src} is a file, not a directory: pass the repository's root directory"
+    return None
+
+
 def fetch_candidate(source: str, dest: Path, ref: str | None = None, timeout_s: float = 120, *,
                     max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES) -> FetchedRepo:
     """Put the candidate's code at ``dest`` (which must not exist yet or be empty).
@@ -508,13 +522,10 @@ def fetch_candidate(source: str, dest: Path, ref: str | None = None, timeout_s: 
             with _Git(scheme, network=scheme != "file", source_dir=local) as git:
                 _clone(git, source, dest, ref, timeout_s, budget, warnings)
                 return FetchedRepo(dest, _head(git, dest), source, "git-url", False, warnings)
-        src = Path(source).expanduser()
-        if not src.exists():
-            raise SubmissionError(f"no such directory: {src}: check the path, or pass a git URL "
-                                  "(https://..., git@host:owner/repo.git)")
-        if not src.is_dir():
-            raise SubmissionError(f"{src} is a file, not a directory: pass the repository's root directory")
-        src = src.resolve()
+        problem = local_source_problem(source)
+        if problem is not None:
+            raise SubmissionError(problem)
+        src = Path(source).expanduser().resolve()
         is_git = (src / ".git").exists()
         if ref is not None:
             if not is_git:

@@ -54,11 +54,22 @@ def test_invalid_contract_names_field_and_line(tmp_path: Path) -> None:
     assert "runtimes.local.rolback (line" in err and "runtimes.local.rollback" in err
 
 
-def test_unreachable_repo_is_reported_fast(tmp_path: Path) -> None:
+def test_a_mistyped_repo_path_is_the_operators_error_not_a_zero(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _takehome("grade", "--repo", str(tmp_path / "does-not-exist"), "--out", str(out), timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no such directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()  # no report, so no 0/100 to mistake for the candidate's
+    (tmp_path / "a-file").write_text("x")
+    proc = _takehome("grade", "--repo", str(tmp_path / "a-file"), "--out", str(out), timeout=60)
+    assert proc.returncode == 2 and "is a file, not a directory" in proc.stderr and not out.exists()
+
+
+def test_unreachable_repo_url_is_reported_fast(tmp_path: Path) -> None:
     out = tmp_path / "out"
     start = time.monotonic()
-    proc = _takehome("grade", "--repo", str(tmp_path / "does-not-exist"), "--out", str(out), timeout=60)
-    assert proc.returncode == 3
+    proc = _takehome("grade", "--repo", f"file://{tmp_path}/gone.git", "--out", str(out), timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     assert time.monotonic() - start < 60
     assert _report(out)["status"] == "broken_submission"
 
