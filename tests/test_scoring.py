@@ -202,7 +202,18 @@ def test_dead_service_fails_latency_even_when_the_harness_lags() -> None:
     assert stats.saturated  # 300 ms of send lag
     out = {o.item: o for o in latency.judge(stats, 100, 0.001)}
     assert out["p99_under_slo"].fraction == 0 and out["error_rate"].fraction == 0
-    assert "not serving" in out["error_rate"].message
+    assert "not serving" in out["error_rate"].message and "overloaded" not in out["error_rate"].message
+
+
+def test_mostly_timed_out_requests_read_as_an_overloaded_service() -> None:
+    # 577 of 987 timing out is a service that cannot keep up, not one that is down.
+    recs = [RequestRecord(i, i * 0.02, i * 0.02, i * 0.02 + (5.0 if i < 577 else 0.01), None if i < 577 else 200,
+                          "timeout" if i < 577 else None) for i in range(987)]
+    out = {o.item: o for o in latency.judge(LatencyStats.from_records(recs, planned_rate_rps=50), 100, 0.001)}
+    message = out["error_rate"].message
+    assert out["error_rate"].fraction == 0 and out["p99_under_slo"].fraction == 0
+    assert message.startswith("577 of 987 requests failed (timeout: 577)") and "overloaded at 50 req/s" in message
+    assert "not serving" not in message
 
 
 def _lagging(service_ms: float, lag_ms: float, n: int = 1000) -> LatencyStats:

@@ -11,7 +11,7 @@ from grader.checks.spec import CheckSpec, items
 from grader.evidence import LatencyEvidence
 from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
-from harness.load.records import RequestRecord, RequestSpec
+from harness.load.records import ERR_TIMEOUT, RequestRecord, RequestSpec
 from harness.load.runner import LoadPlan, run_open_loop
 from harness.load.stats import LatencyStats
 from harness.protocol import encode_request
@@ -100,7 +100,7 @@ def judge(stats: LatencyStats, slo_ms: float, max_error_rate: float,
     ev["server_errors"] = server_errors
     ev["p99_from_actual_send_ms"] = _r(lower_bound_p99_ms)
     if server_errors > 0.5 * max(1, stats.scheduled):
-        msg = f"{server_errors} of {stats.scheduled} requests failed ({_top_error(stats)}): the service is not serving"
+        msg = _mostly_failed(server_errors, stats)
         return [Outcome.failed(P99_UNDER_SLO, msg, **ev), Outcome.failed(ERROR_RATE, msg, **ev)]
     upper = float(stats.p99_ms or 0.0)
     if status == "inconclusive" and stats.saturated and stats.count >= 460:
@@ -137,6 +137,21 @@ def judge(stats: LatencyStats, slo_ms: float, max_error_rate: float,
 
 SPEC = CheckSpec(section="latency", title="Latency under load", items=ITEMS, run=run, evidence=LatencyEvidence,
                  timeout_s=lambda c: c.timeouts.latency, provides=("latency",))
+
+
+def _mostly_failed(failed: int, stats: LatencyStats) -> str:
+    """Why most requests failed, as measured: timeouts are an overloaded service, refused
+    connections one that is not serving, anything else is named as it came."""
+    timeouts = stats.error_kinds.get(ERR_TIMEOUT, 0)
+    refused = sum(n for kind, n in stats.error_kinds.items() if kind.startswith("connect:"))
+    head = f"{failed} of {stats.scheduled} requests failed ({_top_error(stats)})"
+    if timeouts > failed / 2:
+        rate = stats.planned_rate_rps or stats.scheduled_rate_rps
+        at = f" at {rate:g} req/s" if rate else ""
+        return f"{head}: {timeouts} timed out, so the service is overloaded{at}"
+    if refused > failed / 2:
+        return f"{head}: {refused} could not connect, so the service is not serving"
+    return head
 
 
 def _top_error(stats: LatencyStats) -> str:
