@@ -11,7 +11,7 @@ from grader.checks.spec import CheckSpec, items
 from grader.evidence import LatencyEvidence
 from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
-from harness.load.records import ERR_TIMEOUT, RequestRecord, RequestSpec
+from harness.load.records import ERR_CLIENT_PREFIX, ERR_TIMEOUT, RequestRecord, RequestSpec
 from harness.load.runner import LoadPlan, run_open_loop
 from harness.load.stats import LatencyStats
 from harness.protocol import encode_request
@@ -95,12 +95,13 @@ def judge(stats: LatencyStats, slo_ms: float, max_error_rate: float,
     status: str = verdict  # the judgement below adds two states of its own
     # Refused connections and HTTP errors are the service's doing even when the load generator lags;
     # only timeouts could be the harness's fault, so only they are excused when it is saturated.
-    server_errors = sum(n for kind, n in stats.error_kinds.items()
-                        if not kind.startswith("client:") and not (status == "inconclusive" and kind == "timeout"))
+    charged = {kind: n for kind, n in stats.error_kinds.items()
+               if not kind.startswith(ERR_CLIENT_PREFIX) and not (status == "inconclusive" and kind == ERR_TIMEOUT)}
+    server_errors = sum(charged.values())
     ev["server_errors"] = server_errors
     ev["p99_from_actual_send_ms"] = _r(lower_bound_p99_ms)
     if server_errors > 0.5 * max(1, stats.scheduled):
-        msg = _mostly_failed(server_errors, stats)
+        msg = _mostly_failed(charged, stats)
         return [Outcome.failed(P99_UNDER_SLO, msg, **ev), Outcome.failed(ERROR_RATE, msg, **ev)]
     upper = float(stats.p99_ms or 0.0)
     if status == "inconclusive" and stats.saturated and stats.count >= 460:
@@ -139,11 +140,12 @@ SPEC = CheckSpec(section="latency", title="Latency under load", items=ITEMS, run
                  timeout_s=lambda c: c.timeouts.latency, provides=("latency",))
 
 
-def _mostly_failed(failed: int, stats: LatencyStats) -> str:
-    """Why most requests failed, as measured: timeouts are an overloaded service, refused
-    connections one that is not serving, anything else is named as it came."""
-    timeouts = stats.error_kinds.get(ERR_TIMEOUT, 0)
-    refused = sum(n for kind, n in stats.error_kinds.items() if kind.startswith("connect:"))
+def _mostly_failed(charged: dict[str, int], stats: LatencyStats) -> str:
+    """Why most requests failed, from the error kinds charged to the service: timeouts are an
+    overloaded service, refused connections one that is not serving, anything else is named as it came."""
+    failed = sum(charged.values())
+    timeouts = charged.get(ERR_TIMEOUT, 0)
+    refused = sum(n for kind, n in charged.items() if kind.startswith("connect:"))
     head = f"{failed} of {stats.scheduled} requests failed ({_top_error(stats)})"
     if timeouts > failed / 2:
         rate = stats.planned_rate_rps or stats.scheduled_rate_rps
