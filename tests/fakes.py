@@ -52,14 +52,12 @@ from reference_model.schema import CATEGORICAL_FEATURES, FEATURES, NULLABLE_FEAT
 class FakeClock(Clock):
     """A clock that stands still until someone sleeps: waits cost nothing and are recorded.
 
-    ``real_time_factor`` > 0 also sleeps that share of each wait for real, for checks whose
-    background work runs on wall time (the rollback phase's load keeps sending while the check
-    "waits"): 0.1 turns a 2 s steady-state period into 0.2 s of real traffic.
+    Not for checks whose background work runs on wall time (rollback's load generator): give
+    those the real clock.
     """
 
-    def __init__(self, start: float = 0.0, real_time_factor: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
-        self.real_time_factor = real_time_factor
         self.sleeps: list[float] = []
         self._lock = threading.Lock()
 
@@ -72,8 +70,6 @@ class FakeClock(Clock):
         with self._lock:
             self.sleeps.append(seconds)
             self._now += seconds
-        if self.real_time_factor > 0:
-            time.sleep(seconds * self.real_time_factor)
 
     def advance(self, seconds: float) -> None:
         """Move time on without it counting as a sleep (a command that takes a while)."""
@@ -91,7 +87,7 @@ class Received:
     method: str
     path: str
     headers: dict[str, str]
-    body: bytes  # at most ``StubService.record_body_bytes`` of it
+    body: bytes
     size: int  # the whole body's length
     t: float  # time.monotonic() on arrival
     request_id: str | None = None
@@ -101,9 +97,6 @@ class Received:
         """A header by case-insensitive name."""
         low = name.lower()
         return next((v for k, v in self.headers.items() if k.lower() == low), None)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 Body = Union[bytes, str, dict, list, None]
@@ -192,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.protocol_version = "HTTP/1.1" if self.server.stub.keep_alive else "HTTP/1.0"
+        self.protocol_version = "HTTP/1.1"  # keep-alive, as the grader's clients expect
         self.server.stub._track(self.connection, True)
 
     def finish(self) -> None:
@@ -231,7 +224,7 @@ class StubService:
                  log_request_ids: bool | Callable[[Received], bool] = True,
                  metrics: str | Callable[["StubService"], str] | None = None,
                  routes: dict[tuple[str, str], Route] | None = None, clock: Clock | None = None,
-                 keep_alive: bool = True, host: str = "127.0.0.1", record_body_bytes: int = 1 << 20) -> None:
+                 host: str = "127.0.0.1") -> None:
         self.protocol = protocol
         self.predict_path = predict_path
         self.ready_path = ready_path
@@ -244,9 +237,7 @@ class StubService:
         self.metrics = metrics
         self.routes: dict[tuple[str, str], Route] = dict(routes or {})
         self.clock = clock or Clock()
-        self.keep_alive = keep_alive
         self.host = host
-        self.record_body_bytes = record_body_bytes
         self.ready = True
         self.hooks: list[Hook] = []
         self.requests: list[Received] = []
@@ -332,10 +323,6 @@ class StubService:
         self.hooks.append(hook)
         return hook
 
-    def remove_hook(self, hook: Hook) -> None:
-        if hook in self.hooks:
-            self.hooks.remove(hook)
-
     def fail(self, status: int = 500, body: Body = b'{"error": "injected"}', *, times: int | None = None,
              method: str | None = None, path: str | None = None, when: Callable[[Received], bool] | None = None,
              drop_connection: bool = False, delay_s: float = 0.0) -> Hook:
@@ -404,7 +391,7 @@ class StubService:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         headers = dict(h.headers.items())
-        req = Received(h.command, h.path.split("?", 1)[0], headers, body[:self.record_body_bytes], len(body),
+        req = Received(h.command, h.path.split("?", 1)[0], headers, body, len(body),
                        time.monotonic())
         req.request_id = req.header(self.request_id_header)
         with self._lock:
@@ -529,8 +516,7 @@ class Command:
     """A scripted candidate command.
 
     ``duration_s`` of clock time passes while it runs (over ``timeout_s``: it times out and has
-    no effect). Then the stub serves ``serve`` (None: unchanged), ``after_s`` clock seconds later,
-    and ``effect(runtime, call)`` runs.
+    no effect). Then the stub serves ``serve`` (None: unchanged), ``after_s`` clock seconds later.
     """
 
     exit_code: int | None = 0
@@ -539,7 +525,6 @@ class Command:
     duration_s: float = 0.0
     stdout: str = ""
     stderr: str = ""
-    effect: Callable[["FakeRuntime", "Call"], None] | None = None
 
 
 @dataclass
@@ -572,8 +557,6 @@ class FakeRuntime(Runtime):
         self.clock = clock or stub.clock
         self.commands: dict[str, Script] = {**default_commands(), **(commands or {})}
         self.calls: list[Call] = []
-        self.is_alive: bool | None = None  # None: alive while the stub runs
-        self.extra_logs = ""
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -609,8 +592,6 @@ class FakeRuntime(Runtime):
         self._advance(got.duration_s)
         if got.serve is not None:
             self.stub.serve(got.serve, after_s=got.after_s)
-        if got.effect is not None:
-            got.effect(self, call)
         return CommandResult(name, command, got.exit_code, got.stdout, got.stderr, got.duration_s)
 
     def _advance(self, seconds: float) -> None:
@@ -620,10 +601,10 @@ class FakeRuntime(Runtime):
             time.sleep(seconds)
 
     def alive(self) -> bool:
-        return self.stub.running if self.is_alive is None else self.is_alive
+        return self.stub.running
 
     def logs(self) -> str:
-        return self.stub.log_text() + self.extra_logs
+        return self.stub.log_text()
 
     def diagnostics(self) -> dict[str, str]:
         return {"stub": f"{len(self.stub.requests)} requests received"}
@@ -733,12 +714,10 @@ def _shares(values: list[Any]) -> dict[Any, float]:
 # --- the session -----------------------------------------------------------------------------
 
 
-def contract_yaml(stub: StubService, *, deploy: str = "deploy {version}", rollback: str = "rollback",
-                  drift_signal: str = "http") -> str:
+def contract_yaml(stub: StubService, *, deploy: str = "deploy {version}", rollback: str = "rollback") -> str:
     """A minimal takehome.yaml agreeing with the stub's protocol, paths and request-id header."""
     metrics = json.dumps(stub.metrics_path)  # JSON strings and null are YAML too
-    drift = ("  signal: http\n  http_path: /drift\n" if drift_signal == "http" else
-             "  signal: prometheus\n  prometheus_metric: drift_detected\n")
+    drift = "  signal: http\n  http_path: /drift\n"
     return (f"version: 1\ncandidate:\n  name: Stub Candidate\nframework: stub\nflavor: sklearn\n"
             f"serving:\n  protocol: {stub.protocol}\n  predict_path: {stub.predict_path}\n"
             f"  ready_path: {stub.ready_path}\n  metrics_path: {metrics}\n"
