@@ -72,11 +72,19 @@ class Thresholds(_Strict):
     latency_error_rate: float = Field(ge=0, le=1)
     correctness_atol: float = Field(gt=0)
     correctness_min_match: float = Field(gt=0, le=1)
+    correctness_zero_share: float = Field(ge=0, lt=1)
     rollback_budget_s: float = Field(gt=0)
     rollout_timeout_s: float = Field(gt=0)
     detection_fast_rows: int = Field(ge=1)
     attribution_max_features: int = Field(ge=1)
     oversized_body_mb: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _correctness_ramp(self) -> Thresholds:
+        if self.correctness_zero_share >= self.correctness_min_match:
+            raise ValueError("thresholds.correctness_zero_share must be below correctness_min_match "
+                             "(credit rises from the one to the other)")
+        return self
 
 
 class Timeouts(_Strict):

@@ -87,6 +87,9 @@ class DeploymentEvidence(Evidence):
     fingerprint: FingerprintEvidence | None = None
     versions_seen: list[str] | None = None
     seconds_until_served: Num | None = None
+    booted_on: str | None = None  # set only when the service served v1 before any deploy
+    redeploy_v1: dict[str, Any] | None = None
+    restore_v2: dict[str, Any] | None = None
 
     def duration_s(self) -> float | None:
         return None if self.deploy is None or self.deploy.duration_s is None else float(self.deploy.duration_s)
@@ -100,6 +103,7 @@ class CorrectnessEvidence(Evidence):
     max_abs_error: Num | None = None
     rows_with_nulls: int | None = None
     worst_rows: list[dict[str, Any]] | None = None
+    credit_ramp: dict[str, Num] | None = None
     failing_request: RequestEvidence | None = None
     rows_checked: int | None = None
 

@@ -124,12 +124,17 @@ class GradingSession:
             self.timeline.append(TimelineEvent(t_s=round(self.clock.monotonic() - self.t0, 3), kind=kind,
                                                label=label, data=data))
 
-    def fingerprint(self, phase: str = "probe") -> VersionReading:
-        """Ask the live service which version it serves, by its predictions on the probe rows."""
+    def fingerprint(self, phase: str = "probe", remember_failed: bool = True) -> VersionReading:
+        """Ask the live service which version it serves, by its predictions on the probe rows.
+
+        ``remember_failed=False``: a request that failed is not among those looked for in the logs
+        (a probe the service may rightly refuse, before any model is deployed).
+        """
         check_interrupted()
         rid = self.request_id(phase)
         out = self.client.predict(self.fingerprinter.rows, request_id=rid)
-        self.remember_request_id(rid)
+        if out.ok or remember_failed:
+            self.remember_request_id(rid)
         if not out.ok or out.predictions is None:
             return VersionReading("error", error=out.error or f"HTTP {out.status}: {out.body_excerpt[:200]}")
         reading = self.fingerprinter.classify(out.predictions)

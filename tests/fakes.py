@@ -44,7 +44,8 @@ from harness.observers.base import DriftObserver, DriftReading
 from harness.protocol import ProtocolError, decode_request, encode_predictions
 from harness.runtimes.base import CommandResult, Runtime, RuntimeContext
 from harness.service import ServiceClient
-from reference_model.schema import CATEGORICAL_FEATURES, FEATURES, NULLABLE_FEATURES, NUMERIC_FEATURES, NUMERIC_RANGES
+from reference_model.schema import (CATEGORICAL_FEATURES, FEATURES, INTEGER_FEATURES, NULLABLE_FEATURES, NUMERIC_FEATURES,
+                                    NUMERIC_RANGES)
 
 # --- clock -----------------------------------------------------------------------------------
 
@@ -164,6 +165,8 @@ def invalid_row(row: Any) -> str | None:
         lo, hi = NUMERIC_RANGES[name]
         if not lo <= v <= hi:
             return f"{name} out of range"
+        if name in INTEGER_FEATURES and not float(v).is_integer():
+            return f"{name} must be a whole number"
     for name in CATEGORICAL_FEATURES:
         if not isinstance(row[name], str):  # an unseen category is drift, not bad input
             return f"{name} must be a string"

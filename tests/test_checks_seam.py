@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
+import fakes
 from fakes import Command, FakeClock, ScriptedObserver, StubService, close_session, make_session
-from grader.checks import registry
+from grader.checks import correctness, registry
 from grader.checks.spec import CheckSpec
 from grader.facts import Facts
 from grader.lifecycle import checked_outcomes
 from grader.results import Outcome
 from grader.session import Clock, Deadline, GradingSession
+from reference_model.schema import FEATURES, NULLABLE_FEATURES, NUMERIC_FEATURES, NUMERIC_RANGES
 
 #: Small volumes: the decisions under test do not depend on them, the grading time does.
 SMALL: dict[str, Any] = {
@@ -105,7 +107,7 @@ def test_a_well_behaved_service_passes_every_item_at_the_seam(
 
 def test_a_deploy_that_never_switches_waits_out_the_rollout_on_the_session_clock() -> None:
     clock = FakeClock()
-    with StubService() as stub:
+    with StubService(version="v2") as stub:  # boots on v2, as the references do
         s = make_session(stub, clock=clock, commands={"deploy v2": Command(exit_code=0)})
         started = time.monotonic()
         out = run_check(s, "deployment")
@@ -121,6 +123,32 @@ def test_a_deploy_that_never_switches_waits_out_the_rollout_on_the_session_clock
         assert all("deployment" in o.message for o in rollback.values())
         assert not any(c.name == "rollback" for c in s.runtime.calls)  # type: ignore[attr-defined]
         close_session(s)
+
+
+def test_a_deploy_v1_that_does_nothing_fails_on_a_service_that_boots_on_v1() -> None:
+    with StubService(version="v1") as stub:
+        s = make_session(stub, commands={"deploy v1": Command(exit_code=0)})
+        out = run_check(s, "deployment")
+        served_after = s.fingerprint("after").version
+        close_session(s)
+    v1 = out["v1_served"]
+    assert v1.status == "fail" and "booted on v1" in v1.message, v1.message
+    assert v1.evidence["booted_on"] == "v1" and v1.evidence["redeploy_v1"]["fingerprint"]["version"] == "v2"
+    assert out["v2_rollout"].status == "pass"
+    assert served_after == "v2"  # the order the rest of the grading expects
+
+
+def test_a_working_deploy_v1_passes_on_a_service_that_boots_on_v1() -> None:
+    with StubService(version="v1") as stub:
+        s = make_session(stub)
+        out = run_check(s, "deployment")
+        served_after = s.fingerprint("after").version
+        deploys = [c.name for c in s.runtime.calls]  # type: ignore[attr-defined]
+        close_session(s)
+    assert out["v1_served"].status == "pass", out["v1_served"].message
+    assert out["v1_served"].evidence["restore_v2"]["status"] == "pass"
+    assert deploys == ["deploy v1", "deploy v2", "deploy v1", "deploy v2"]
+    assert served_after == "v2" and out["v2_rollout"].status == "pass"
 
 
 def test_a_slow_rollout_is_timed_by_the_clock_the_check_waits_on() -> None:
@@ -141,6 +169,58 @@ def test_wrong_predictions_fail_correctness() -> None:
         close_session(s)
     assert out.status == "fail" and out.fraction == 0.0, out.message
     assert max(out.evidence["match_share"].values()) < 0.5
+
+
+def test_correctness_credit_has_no_cliff_at_the_threshold() -> None:
+    """A service wrong on a few rows (a rare case mishandled) keeps most of the credit, in
+    proportion to its match share, instead of half of it."""
+    def mostly_right(rows: list[dict]) -> list[float]:
+        preds = stub.reference_predictions("v2", rows)
+        return [p + 0.2 if r["hour_of_day"] == 3 else p for r, p in zip(rows, preds)]
+
+    with StubService(version=mostly_right) as stub:
+        s = make_session(stub)
+        out = run_check(s, "correctness")["predictions_match"]
+        close_session(s)
+    share = out.evidence["match_share"]["v2"]
+    th = s.config.thresholds
+    assert th.correctness_zero_share < share < th.correctness_min_match, share  # the rows mishandled are few
+    assert out.status == "partial"
+    assert out.fraction == pytest.approx(correctness.match_credit(share, th.correctness_zero_share,
+                                                                  th.correctness_min_match))
+    assert out.fraction > 0.5 + (share - th.correctness_zero_share)  # well above the old half-credit step
+    assert correctness.match_credit(th.correctness_min_match - 1e-9, th.correctness_zero_share,
+                                    th.correctness_min_match) == pytest.approx(1.0)
+
+
+def _naive_validation(row: Any) -> str | None:
+    """What a hand-written validator often checks: keys, nulls, strings, ``v < lo or v > hi``."""
+    if not isinstance(row, dict) or set(row) != set(FEATURES):
+        return "wrong keys"
+    for name in NUMERIC_FEATURES:
+        v = row[name]
+        if v is None:
+            if name not in NULLABLE_FEATURES:
+                return "null"
+            continue
+        if isinstance(v, str):
+            return "string"
+        lo, hi = NUMERIC_RANGES[name]
+        if v < lo or v > hi:  # NaN compares false both ways
+            return "range"
+    return None
+
+
+def test_robustness_sends_what_lenient_parsing_lets_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fakes, "invalid_row", _naive_validation)
+    with StubService() as stub:
+        s = make_session(stub)
+        out = run_check(s, "robustness")["rejects_bad_input"]
+        close_session(s)
+    through = {c["case"] for c in out.evidence["cases"] if not c["rejected_with_4xx"]}
+    assert through == {"NaN for a number", "boolean for a number", "number for a category",
+                       "fraction for an integer feature (hour_of_day)"}, out.message
+    assert out.fraction == pytest.approx(1 - len(through) / len(out.evidence["cases"]))
 
 
 def test_a_500_on_bad_input_costs_rejection_and_half_of_health() -> None:

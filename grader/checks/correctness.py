@@ -23,6 +23,12 @@ def _worst_rows(rows: list[dict], got: np.ndarray, want: np.ndarray, k: int = 3)
     return [{"row": rows[i], "served": float(got[i]), "reference": float(want[i])} for i in order]
 
 
+def match_credit(share: float, zero_share: float, full_share: float) -> float:
+    """Credit for a match share: 0 at or below ``zero_share``, 1 from ``full_share``, linear between,
+    so one row more or less never moves the score by more than its share of the ramp."""
+    return min(1.0, max(0.0, (share - zero_share) / (full_share - zero_share)))
+
+
 def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     """Send hidden in-distribution rows (nulls included) and compare to the reference model."""
     rows = baseline_records(CORRECTNESS_ROWS, s.seed + 11)
@@ -54,10 +60,14 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
         return [Outcome.passed(PREDICTIONS_MATCH, f"{shares[best]:.1%} of {len(rows)} hidden rows match the "
                                f"reference {best} within {atol}{note}", **evidence)]
     evidence["worst_rows"] = _worst_rows(rows, got, want)
-    # Some credit for mostly-right preprocessing, none for predictions that match nothing.
-    return [Outcome.partial(PREDICTIONS_MATCH, 0.5 * shares[best],
-                            f"only {shares[best]:.1%} of hidden rows match the reference model "
-                            f"(need {need:.0%}); largest error {max_err:.4f}", **evidence)]
+    # Mostly-right preprocessing (a rare case mishandled) earns most of the credit; predictions
+    # that match no more often than a systematic bug would earn none.
+    zero = s.config.thresholds.correctness_zero_share
+    evidence["credit_ramp"] = {"zero_at_or_below": zero, "full_from": need}
+    return [Outcome.partial(PREDICTIONS_MATCH, match_credit(shares[best], zero, need),
+                            f"{shares[best]:.1%} of {len(rows)} hidden rows match the reference {best} within "
+                            f"{atol} (full credit from {need:.0%}, none at or below {zero:.0%}); "
+                            f"largest error {max_err:.4f}", **evidence)]
 
 
 SPEC = CheckSpec(section="correctness", title="Prediction correctness", items=ITEMS, run=run, evidence=CorrectnessEvidence,

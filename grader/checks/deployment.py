@@ -104,12 +104,42 @@ def deploy(s: GradingSession, version: str, item: ItemSpec, deadline: Deadline) 
     return Outcome.failed(item, msg, **evidence)
 
 
-def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
-    """Deployment section: v1 via deploy, then v2 via deploy (the rollout)."""
-    out = [deploy(s, "v1", V1_SERVED, deadline)]
+def _prove_deploy_v1(s: GradingSession, first: Outcome, deadline: Deadline) -> Outcome:
+    """The service booted on v1, so the first ``deploy v1`` proved nothing: run it again now that
+    v2 is live, then ``deploy v2`` to restore the order the rest of the grading expects."""
+    s.progress("the service booted on v1: deploying v1 again from v2, to see the deploy command switch")
+    again = deploy(s, "v1", V1_SERVED, deadline)
     deadline.check()
-    out.append(deploy(s, "v2", V2_ROLLOUT, deadline))
-    return out
+    restore = deploy(s, "v2", V2_ROLLOUT, deadline)
+    evidence = {**first.evidence, "booted_on": "v1", "redeploy_v1": again.evidence,
+                "restore_v2": {"status": restore.status, "message": restore.message}}
+    if again.status != "pass":
+        return Outcome.failed(V1_SERVED, "the service booted on v1, so the first deploy v1 showed nothing; "
+                              f"run again from v2 it did not serve v1: {again.message}", **evidence)
+    note = "" if restore.status == "pass" else f" (restoring v2 afterwards failed: {restore.message})"
+    return Outcome.passed(V1_SERVED, "the service booted on v1; deploy v1 run again from v2 served v1 "
+                          f"{again.evidence.get('seconds_until_served')}s after the command{note}", **evidence)
+
+
+def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
+    """Deployment section: v1 via deploy, then v2 via deploy (the rollout).
+
+    What the service serves before any deploy is read first: a service that boots on v1 would pass
+    a ``deploy v1`` that does nothing, so there ``deploy v1`` is tried again once v2 is live.
+    """
+    boot = s.fingerprint("boot", remember_failed=False)
+    s.event("deploy", "before the first deploy", version=boot.version)
+    v1 = deploy(s, "v1", V1_SERVED, deadline)
+    deadline.check()
+    v2 = deploy(s, "v2", V2_ROLLOUT, deadline)
+    if boot.version == "v1" and boot.basis == "reference" and v1.status == "pass":
+        if v2.status == "pass":
+            v1 = _prove_deploy_v1(s, v1, deadline)
+        else:
+            v1 = Outcome.partial(V1_SERVED, 0.5, "v1 is served, but the service booted on v1 and the v2 rollout "
+                                 "failed, so the deploy command was never seen switching to v1",
+                                 **{**v1.evidence, "booted_on": "v1"})
+    return [v1, v2]
 
 
 SPEC = CheckSpec(

@@ -12,7 +12,7 @@ from grader.results import Outcome
 from grader.session import Deadline, GradingSession
 from harness.protocol import Protocol, encode_request
 from harness.traffic.baseline import baseline_records
-from reference_model.schema import NULLABLE_FEATURES, NUMERIC_FEATURES
+from reference_model.schema import CATEGORICAL_FEATURES, INTEGER_FEATURES, NULLABLE_FEATURES, NUMERIC_FEATURES
 
 #: Credit for stays_healthy when the service is still up but some bad input got a 5xx.
 SURVIVED_WITH_SERVER_ERRORS = 0.5
@@ -22,16 +22,29 @@ ITEMS = items("robustness", rejects_bad_input="Malformed requests get a 4xx",
 REJECTS_BAD_INPUT, STAYS_HEALTHY = ITEMS
 
 
+#: Stands in for a literal that json.dumps refuses to write, swapped in after encoding.
+_LITERAL = "__takehome_literal__"
+
+
 def _mutated(row: dict, fn: Callable[[dict], None]) -> dict:
     copy = dict(row)
     fn(copy)
     return copy
 
 
+def _with_literal(row: dict, feature: str, literal: bytes, protocol: Protocol) -> bytes:
+    """A request whose ``feature`` is the bare token ``literal`` (NaN, Infinity): not JSON, yet
+    Python's json.loads and many other parsers accept it, so a naive service passes it to the model."""
+    body = encode_request([_mutated(row, lambda r: r.__setitem__(feature, _LITERAL))], protocol)
+    return body.replace(f'"{_LITERAL}"'.encode(), literal)
+
+
 def bad_inputs(row: dict, protocol: Protocol, oversized_mb: float) -> list[tuple[str, bytes]]:
     """(name, body) pairs that a correct service must reject with a 4xx."""
     numeric = NUMERIC_FEATURES[0]
     non_nullable = next(f for f in NUMERIC_FEATURES if f not in NULLABLE_FEATURES)
+    integer = sorted(INTEGER_FEATURES)[0]
+    category = next(iter(CATEGORICAL_FEATURES))
     cases: list[tuple[str, bytes]] = [
         ("malformed JSON", b'{"instances": [{"amount": 12.5,'),
         ("not a JSON object", b"[1, 2, 3]"),
@@ -45,6 +58,15 @@ def bad_inputs(row: dict, protocol: Protocol, oversized_mb: float) -> list[tuple
             non_nullable, None))], protocol)),
         ("out-of-range value (negative amount)", encode_request([_mutated(row, lambda r: r.__setitem__(
             "amount", -50.0))], protocol)),
+        # What the contract rejects and lenient parsing or coercion lets through to the model:
+        ("NaN for a number", _with_literal(row, numeric, b"NaN", protocol)),
+        ("Infinity for a number", _with_literal(row, numeric, b"Infinity", protocol)),
+        ("boolean for a number", encode_request([_mutated(row, lambda r: r.__setitem__(numeric, True))],
+                                                protocol)),
+        ("number for a category", encode_request([_mutated(row, lambda r: r.__setitem__(category, 3))],
+                                                 protocol)),
+        (f"fraction for an integer feature ({integer})", encode_request([_mutated(
+            row, lambda r: r.__setitem__(integer, 3.5))], protocol)),
     ]
     # Many rows of valid JSON: a server that reads unbounded bodies has no defence against this.
     big_rows = int(oversized_mb * 1024 * 1024 / max(1, len(json.dumps(row))))
