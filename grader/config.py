@@ -65,6 +65,7 @@ class LoadConfig(_Strict):
     timeout_s: float = Field(gt=0)
     rollback_rate_rps: float = Field(gt=0)
     max_send_lag_ms: float = Field(gt=0)
+    connections: int = Field(ge=1, le=4096)
 
 
 class Thresholds(_Strict):

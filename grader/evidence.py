@@ -163,6 +163,8 @@ class LatencyEvidence(Evidence):
     error_kinds: dict[str, int] | None = None
     server_errors: int | None = None
     p99_from_actual_send_ms: Num | None = None
+    p99_interval_ms: dict[str, Num] | None = None
+    generator_gc_pause_max_ms: Num | None = None
     attempts: int | None = None
 
 

@@ -153,6 +153,29 @@ def test_verdict_pass_fail_and_sample_size() -> None:
     assert st.client_errors == 1 and st.verdict(100.0, 0.001)[0] == "inconclusive"
 
 
+def test_p99_interval_covers_the_true_quantile_at_its_stated_rate() -> None:
+    # Lognormal latencies, whose true p99 is known: the 95% interval must hold it in about 95% of
+    # samples (distribution-free order statistics; coverage at least the nominal, up to rounding).
+    from scipy.stats import lognorm
+
+    true_p99 = float(lognorm.ppf(0.99, s=0.6, scale=np.exp(2.5)))
+    rng = np.random.default_rng(11)
+    hits = 0
+    trials = 200
+    for _ in range(trials):
+        st = LatencyStats.from_records(synthetic(list(rng.lognormal(2.5, 0.6, 1000))))
+        lo, hi = st.p99_interval_ms  # type: ignore[misc]
+        hits += lo <= true_p99 <= hi
+    assert 0.9 <= hits / trials <= 1.0, hits
+    # Too few requests for the upper order statistic to exist: no interval is claimed.
+    assert LatencyStats.from_records(synthetic([5.0] * 50)).p99_interval_ms is None
+    # Wider with fewer requests.
+    few = LatencyStats.from_records(synthetic(list(rng.lognormal(2.5, 0.6, 500))))
+    many = LatencyStats.from_records(synthetic(list(rng.lognormal(2.5, 0.6, 20000)), rate=1000.0))
+    width = lambda st: st.p99_interval_ms[1] - st.p99_interval_ms[0]  # noqa: E731
+    assert width(many) < width(few)
+
+
 def test_saturation_from_send_lag_is_inconclusive_never_fail() -> None:
     # The client sent every request 50 ms late: the latencies are the client's fault.
     recs = [RequestRecord(i, i / 100, i / 100 + 0.05, i / 100 + 0.06, 200, None) for i in range(1000)]
@@ -266,6 +289,47 @@ def test_open_loop_sees_stall_that_closed_loop_hides() -> None:
     assert closed.max_ms >= 900  # it did hit the stall...
     assert closed.p99_ms < 100, closed.to_dict()["latency_ms"]  # ...but its p99 hides it
     assert closed.count > 500
+
+
+@pytest.mark.timeout(60)
+def test_a_bounded_pool_queues_requests_in_the_client_during_a_stall() -> None:
+    # During a 1.5 s stall at 100 rps, ~150 requests are due. With a pool of 4 keep-alive
+    # connections they wait for a connection (latency still from the intended time), rather than
+    # opening ~150 sockets that a small listen backlog would turn into SYN retries.
+    seen: list[int] = []
+    with serve(_stall_once_handler(1.0, 1.5)) as url:
+        plan = LoadPlan(rate_rps=100, duration_s=4, schedule="fixed", timeout_s=5, connections=4)
+        load = BackgroundLoad(url, plan, get).start()
+        while load.running:
+            seen.append(len(client_connections_to(url)))
+            time.sleep(0.05)
+        res = load.wait(10)
+    st = res.stats(max_send_lag_ms=300.0)
+    assert st.errors == 0 and res.meta["connections"] == 4
+    assert 1 <= max(seen) <= 4, seen
+    assert st.p99_ms >= 1000, st.to_dict()["latency_ms"]  # the queued requests carry the stall
+
+
+@pytest.mark.timeout(60)
+def test_the_heap_is_frozen_during_the_run_and_given_back_after() -> None:
+    import gc
+
+    frozen: list[int] = []
+
+    def probe(i: int) -> RequestSpec:
+        frozen.append(gc.get_freeze_count())
+        return get(i)
+
+    keep = [[i] for i in range(50_000)]  # alive before the run: must not be walked during it
+    assert gc.get_freeze_count() == 0
+    with serve(ok_handler) as url:
+        quiet = run_open_loop(url, LoadPlan(rate_rps=100, duration_s=1, schedule="fixed"), probe)
+        assert frozen and min(frozen) >= len(keep) and gc.get_freeze_count() == 0
+        assert quiet.meta["quiet_gc"] is True and quiet.meta["gc_pause_max_ms"] < 50
+        frozen.clear()
+        loud = run_open_loop(url, LoadPlan(rate_rps=100, duration_s=1, schedule="fixed", quiet_gc=False), probe)
+        assert frozen and max(frozen) == 0 and loud.meta["quiet_gc"] is False
+    del keep
 
 
 @pytest.mark.timeout(60)

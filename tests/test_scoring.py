@@ -233,6 +233,37 @@ def test_saturated_run_still_judges_what_it_can() -> None:
     assert latency.judge(unsure, 100, 0.001, 80.0)[0].status == "inconclusive"
 
 
+def test_a_verdict_that_flips_on_the_generators_own_lag_is_repeated_then_inconclusive() -> None:
+    # Not saturated (send lag p99 8 ms, under the 10 ms threshold), yet it decides the verdict: the
+    # slowest 2% take 95 ms to serve and were sent 8 ms late, so p99 from the intended time is
+    # 103 ms, over a 100 ms SLO, and from the actual send time 95 ms, within it.
+    recs = [RequestRecord(i, i * 0.02, i * 0.02 + (0.008 if i % 50 == 0 else 0.0),
+                          i * 0.02 + (0.103 if i % 50 == 0 else 0.03), 200, None) for i in range(1000)]
+    stats = LatencyStats.from_records(recs)
+    assert not stats.saturated and stats.p99_ms > 100
+    reason = latency.machine_noise(stats, 100, 95.0)
+    assert reason is not None and "send lag" in reason
+    assert latency.judge(stats, 100, 0.001, 95.0)[0].status == "partial"  # one window alone is judged
+    out = latency.judge(stats, 100, 0.001, 95.0, noisy=True)[0]
+    assert out.status == "inconclusive" and out.fraction == 1.0 and "grader's machine" in out.message
+    # A service slow from the actual send time too is judged, noise or not.
+    assert latency.machine_noise(stats, 100, 120.0) is None
+    assert latency.judge(stats, 100, 0.001, 120.0, noisy=True)[0].status == "partial"
+
+
+def test_the_p99_message_gives_its_interval_and_says_when_the_slo_is_inside_it() -> None:
+    rng = np.random.default_rng(3)
+    lat = list(rng.lognormal(3.0, 0.5, 1000))  # p99 near 64 ms
+    stats = _stats(lat)
+    ci = stats.p99_interval_ms
+    assert ci is not None and ci[0] < stats.p99_ms < ci[1]
+    clear = latency.judge(stats, 200, 0.001)[0]
+    assert "95% interval of p99" in clear.message and "regrade" not in clear.message
+    close = latency.judge(stats, (stats.p99_ms + ci[1]) / 2, 0.001)[0]
+    assert close.status == "pass" and "a regrade may land on the other side" in close.message
+    assert close.evidence["p99_interval_ms"]["low"] == pytest.approx(ci[0], abs=1e-3)
+
+
 class _FakeSession:
     """Answers fingerprints from a script: (version, predictions) per probe."""
 

@@ -72,7 +72,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     # Long enough for the worst case; stopped as soon as the phase is done.
     plan = LoadPlan(rate_rps=cfg.load.rollback_rate_rps, duration_s=max(60.0, deadline.remaining()),
                     warmup_s=0.0, schedule="fixed", timeout_s=cfg.load.timeout_s, keep_bodies=True,
-                    max_in_flight=1024, max_send_lag_ms=cfg.load.max_send_lag_ms)
+                    max_in_flight=1024, max_send_lag_ms=cfg.load.max_send_lag_ms, connections=cfg.load.connections)
     command = s.commands.rollback
     load = BackgroundLoad(s.client.base_url, plan, request_for).start()
     try:

@@ -11,6 +11,7 @@ byte) and no reply body is buffered past ``max_response_bytes``; either is an er
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +69,14 @@ class LoadPlan(BaseModel):
     # requests are reported but not measured).
     stop_grace_s: float = Field(default=1.0, ge=0)
     max_send_lag_ms: float = Field(default=10.0, gt=0)  # saturation threshold on send-lag p99
+    # Keep-alive connections the client may hold open at once (None: one per request in flight).
+    # Bounded, like wrk2's -c: when the server stalls, requests queue here (and their latency
+    # still runs from the intended send time) instead of opening hundreds of new connections that
+    # overflow the server's listen backlog, which would measure the kernel's SYN retry timer.
+    connections: int | None = Field(default=None, ge=1)
+    # Collect garbage and freeze the heap before the schedule, so the generator's own full
+    # collections (tens of ms in a process holding models) are not charged to the server: see _quiet_gc.
+    quiet_gc: bool = True
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> "LoadPlan":
@@ -125,6 +134,52 @@ class LoadResult:
         return out
 
 
+class _GcWatch:
+    """Counts the collector's pauses while installed (``gc.callbacks``), for the run's meta."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self._t0: float | None = None
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0 is not None:
+            self.pauses_ms.append((time.perf_counter() - self._t0) * 1000.0)
+            self._t0 = None
+
+    def summary(self) -> dict[str, float | int]:
+        return {"gc_collections": len(self.pauses_ms),
+                "gc_pause_max_ms": round(max(self.pauses_ms, default=0.0), 3),
+                "gc_pause_total_ms": round(sum(self.pauses_ms), 3)}
+
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+
+
+def _quiet_gc(on: bool) -> None:
+    """Quiet the collector for a run (``on``) or give it back (not ``on``).
+
+    Quiet is ``gc.collect()`` then ``gc.freeze()``: everything alive before the run moves to the
+    permanent generation, so a collection during the run walks only the run's own objects (well
+    under a millisecond) instead of the whole heap (tens of ms in a process holding models), and
+    the run's cyclic garbage is still collected. Runs may overlap (background load during a
+    rollback): the first to start freezes, the last to end unfreezes.
+    """
+    global _gc_holders
+    with _gc_lock:
+        if on:
+            if _gc_holders == 0:
+                gc.collect()
+                gc.freeze()
+            _gc_holders += 1
+        else:
+            _gc_holders -= 1
+            if _gc_holders == 0:
+                gc.unfreeze()
+
+
 def _describe(exc: BaseException) -> str:
     """Short, stable error text for a failed request (grouped in reports, so no addresses)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -162,6 +217,26 @@ async def run_open_loop_async(
     stop: threading.Event | None = None,
 ) -> LoadResult:
     """Async form of :func:`run_open_loop`, for callers already inside an event loop."""
+    if plan.quiet_gc:
+        _quiet_gc(True)
+    watch = _GcWatch()  # installed after the collection above: only pauses inside the run count
+    gc.callbacks.append(watch)
+    try:
+        result = await _open_loop(base_url, plan, request_for, stop)
+    finally:
+        gc.callbacks.remove(watch)
+        if plan.quiet_gc:
+            _quiet_gc(False)
+    result.meta.update(watch.summary(), quiet_gc=plan.quiet_gc, connections=plan.connections or plan.max_in_flight)
+    return result
+
+
+async def _open_loop(
+    base_url: str,
+    plan: LoadPlan,
+    request_for: Callable[[int], RequestSpec],
+    stop: threading.Event | None,
+) -> LoadResult:
     base = URL(base_url.rstrip("/"))
     url_cache: dict[str, URL] = {}  # paths repeat; building a URL per request costs throughput
     records: list[RequestRecord] = []
@@ -172,7 +247,7 @@ async def run_open_loop_async(
     timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
     too_large = err_too_large(format_bytes(plan.max_response_bytes))
     connector = aiohttp.TCPConnector(
-        limit=plan.max_in_flight, limit_per_host=0, keepalive_timeout=_CLIENT_KEEPALIVE_S
+        limit=plan.connections or plan.max_in_flight, limit_per_host=0, keepalive_timeout=_CLIENT_KEEPALIVE_S
     )
     now = time.monotonic
 

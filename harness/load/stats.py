@@ -18,9 +18,13 @@ from .records import ERR_ABANDONED, ERR_CLIENT_PREFIX, ERR_MAX_IN_FLIGHT, Reques
 
 Status = Literal["pass", "fail", "inconclusive"]
 
-# With zero of n requests over the bound, "p99 <= bound" holds at 99% confidence once
-# 0.99**n <= 0.01, i.e. n >= ln(0.01)/ln(0.99) = 458.2; 460 is the usual rounded figure.
+# Fewer than this, and even a run with no request over the bound cannot show "p99 <= bound" at
+# 99% confidence: that needs 0.99**n <= 0.01, i.e. n >= ln(0.01)/ln(0.99) = 458.2 (460 rounded).
+# It is a floor, not a guarantee: with one request or more over the bound, more are needed.
 MIN_SAMPLES_FOR_P99 = 460
+
+#: Coverage of the p99 interval reported beside the point estimate.
+P99_INTERVAL_CONFIDENCE = 0.95
 
 # Percentiles for the plotted spectrum: 10 points per decade of "nines", 0 .. 99.999, as in
 # wrk2's detailed output; the max is appended as 100.
@@ -169,6 +173,44 @@ class LatencyStats:
     def p99_ms(self) -> float | None:
         return self.percentile_ms(99.0)
 
+    def quantile_interval_ms(self, q: float = 0.99, confidence: float = P99_INTERVAL_CONFIDENCE
+                             ) -> tuple[float, float] | None:
+        """Distribution-free interval for the ``q`` quantile: the order statistics whose ranks
+        bracket the Binomial(n, q) count of requests below it with ``confidence``. None when the
+        sample is too small for the upper rank to exist (the tail was not observed at all)."""
+        n = self.count
+        if n == 0:
+            return None
+        from scipy.stats import binom  # scipy comes with scikit-learn; imported only when asked
+
+        alpha = (1.0 - confidence) / 2.0
+        lo_rank = int(binom.ppf(alpha, n, q))  # ranks are 1-based: X(lo_rank) .. X(hi_rank)
+        hi_rank = int(binom.ppf(1.0 - alpha, n, q)) + 1
+        if lo_rank < 1 or hi_rank > n:
+            return None
+        return (self._value_at_rank_ms(lo_rank), self._value_at_rank_ms(hi_rank))
+
+    def _value_at_rank_ms(self, rank: int) -> float:
+        # The histogram's percentile lookup takes the smallest value with at least p% at or below.
+        return float(self.percentile_ms(100.0 * rank / self.count) or 0.0)
+
+    @property
+    def p99_interval_ms(self) -> tuple[float, float] | None:
+        return self.quantile_interval_ms(0.99)
+
+    def _p99_with_interval(self) -> str:
+        p99 = float(self.p99_ms or 0.0)
+        ci = self.p99_interval_ms
+        if ci is None:
+            return f"p99 {p99:.1f} ms"
+        return f"p99 {p99:.1f} ms ({P99_INTERVAL_CONFIDENCE:.0%} interval {ci[0]:.1f}-{ci[1]:.1f} ms)"
+
+    def slo_within_interval(self, p99_slo_ms: float) -> bool:
+        """Whether the SLO lies inside the p99 interval: the sample cannot tell which side the
+        service's true p99 is on, and a regrade may land on the other."""
+        ci = self.p99_interval_ms
+        return ci is not None and ci[0] <= p99_slo_ms <= ci[1]
+
     @property
     def p999_ms(self) -> float | None:
         return self.percentile_ms(99.9)
@@ -253,8 +295,9 @@ class LatencyStats:
     def verdict(self, p99_slo_ms: float, max_error_rate: float) -> tuple[Status, str]:
         """Judge the run against an SLO: ``("pass" | "fail" | "inconclusive", message)``.
 
-        Inconclusive, never fail, when the load generator was saturated or too few requests were
-        measured to bound p99 (at least 460 are needed for 99% confidence).
+        Inconclusive, never fail, when the load generator was saturated or fewer requests were
+        measured than any p99 claim needs (460). Otherwise the observed p99 is compared with the
+        SLO, and the message gives its interval and says when the SLO lies inside it.
         """
         if self.saturated:
             return "inconclusive", f"load generator saturated ({self.saturation_reason}); latency not judged"
@@ -262,13 +305,15 @@ class LatencyStats:
             return "inconclusive", f"{self.client_errors} requests failed inside the load generator"
         if self.count < MIN_SAMPLES_FOR_P99:
             return "inconclusive", (
-                f"only {self.count} measured requests; {MIN_SAMPLES_FOR_P99} are needed to claim "
-                "p99 under a bound at 99% confidence"
+                f"only {self.count} measured requests: with fewer than {MIN_SAMPLES_FOR_P99}, not even a run "
+                "with none over the SLO would show p99 under it at 99% confidence"
             )
         p99 = float(self.p99_ms or 0.0)
+        close = (f"; the SLO lies inside the interval, so {self.count} requests cannot tell which side "
+                 "of it the service is on" if self.slo_within_interval(p99_slo_ms) else "")
         problems = []
         if p99 > p99_slo_ms:
-            problems.append(f"p99 {p99:.1f} ms > SLO {p99_slo_ms:g} ms")
+            problems.append(f"{self._p99_with_interval()} > SLO {p99_slo_ms:g} ms{close}")
         if self.error_rate > max_error_rate:
             problems.append(
                 f"error rate {self.error_rate:.2%} > {max_error_rate:.2%} ({self.errors}/{self.scheduled})"
@@ -276,8 +321,8 @@ class LatencyStats:
         if problems:
             return "fail", "; ".join(problems)
         return "pass", (
-            f"p99 {p99:.1f} ms <= {p99_slo_ms:g} ms, error rate {self.error_rate:.2%} over "
-            f"{self.scheduled} requests"
+            f"{self._p99_with_interval()} <= {p99_slo_ms:g} ms, error rate {self.error_rate:.2%} over "
+            f"{self.scheduled} requests{close}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,6 +359,7 @@ class LatencyStats:
             "saturated": self.saturated,
             "saturation_reason": self.saturation_reason,
             "min_samples_for_p99": MIN_SAMPLES_FOR_P99,
+            "p99_interval_ms": _interval_dict(self.p99_interval_ms),
         }
 
     def merge(self, other: "LatencyStats") -> "LatencyStats":
@@ -358,6 +404,12 @@ class LatencyStats:
             min_rate_fraction=max(self.min_rate_fraction, other.min_rate_fraction),
             highest_us=self.highest_us,
         )
+
+
+def _interval_dict(ci: tuple[float, float] | None) -> dict[str, float] | None:
+    if ci is None:
+        return None
+    return {"confidence": P99_INTERVAL_CONFIDENCE, "low": round(ci[0], 3), "high": round(ci[1], 3)}
 
 
 def _weighted_rate(a: LatencyStats, b: LatencyStats) -> float | None:
