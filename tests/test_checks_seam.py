@@ -246,6 +246,28 @@ def test_no_metrics_and_no_request_ids_fail_observability() -> None:
     assert out["request_id_logged"].status == "fail", out["request_id_logged"].message
 
 
+def test_request_ids_are_read_as_soon_as_the_logs_hold_them_and_waited_for_while_they_do_not() -> None:
+    with StubService() as stub:
+        s = make_session(stub)
+        run_check(s, "correctness")
+        t0 = s.clock.monotonic()
+        prompt = run_check(s, "observability")["request_id_logged"]
+        prompt_wait = s.clock.monotonic() - t0
+        reads = []
+
+        def buffered_logs() -> str:  # nothing for the first two reads, as if a buffer had to flush
+            reads.append(1)
+            return "" if len(reads) <= 2 else stub.log_text()
+
+        s.runtime.logs = buffered_logs  # type: ignore[method-assign]
+        t0 = s.clock.monotonic()
+        late = run_check(s, "observability")["request_id_logged"]
+        late_wait = s.clock.monotonic() - t0
+        close_session(s)
+    assert prompt.status == "pass" and prompt_wait < 0.25, (prompt.message, prompt_wait)
+    assert late.status == "pass" and len(reads) == 3 and 0.25 <= late_wait < 2.0, (late.message, late_wait)
+
+
 # A monitor that never fires earns nothing for its silence; one that always fires detects nothing
 # (the alarm never goes from quiet to firing): both lose the whole section, as calibration expects.
 @pytest.mark.parametrize("observer", ["always", "never"])

@@ -13,6 +13,7 @@ from grader.session import Deadline, GradingSession
 SAMPLE_IDS = 8
 #: Logs may be written asynchronously: give them this long to land.
 LOG_FLUSH_WAIT_S = 2.0
+_LOG_POLL_S = 0.25
 
 ITEMS = items("observability", metrics_endpoint="Prometheus metrics endpoint",
               request_id_logged="Request id sent by the grader appears in the logs")
@@ -51,8 +52,12 @@ def check_request_ids(s: GradingSession) -> Outcome:
         return Outcome.skipped(REQUEST_ID_LOGGED, "no request ids were sent (earlier phases failed)")
     rng = random.Random(s.seed)
     sample = ids if len(ids) <= SAMPLE_IDS else rng.sample(ids, SAMPLE_IDS)
-    s.clock.sleep(LOG_FLUSH_WAIT_S)
+    # Logs may be buffered: read again until every id is there or the flush wait is over.
+    end = s.clock.monotonic() + LOG_FLUSH_WAIT_S
     logs = s.runtime.logs()
+    while any(rid not in logs for rid in sample) and s.clock.monotonic() < end:
+        s.clock.sleep(_LOG_POLL_S)
+        logs = s.runtime.logs()
     found = [rid for rid in sample if rid in logs]
     missing = [rid for rid in sample if rid not in logs]
     ev = {"header": s.contract.serving.request_id_header, "looked_for": sample, "found": found,
