@@ -12,7 +12,7 @@ CONFIG ?=
 MIN_SCORE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate
+.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate retest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,11 @@ bench: artifacts  ## timing benchmarks (artifact build, load generator vs wrk, g
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build dist reports .pytest_cache
+
+retest: artifacts  ## grade one commit N times, print each section's spread: make retest CANDIDATE_REPO=<repo>|CANDIDATE=<corpus name> [N=10] [RUNTIME=local]
+	@test -n "$(CANDIDATE_REPO)$(CANDIDATE)" || { echo "usage: make retest CANDIDATE_REPO=<git URL or path> | CANDIDATE=<corpus name> [N=10] [RUNTIME=local|docker|kind]"; exit 2; }
+	$(PY) -m calibration.retest $(if $(CANDIDATE_REPO),--repo "$(CANDIDATE_REPO)",--candidate $(CANDIDATE)) -n $(or $(N),10) \
+		--runtime $(RUNTIME) --out $(OUT)/retest
 
 calibrate: artifacts  ## grade the calibration corpus, compare with calibration/expected.yaml [RUNTIME=local] [REPEAT=K] [CANDIDATES=a,b] [JOBS=1]
 	$(PY) -m calibration.calibrate --runtime $(RUNTIME) --out $(OUT)/calibration-$(RUNTIME) $(if $(REPEAT),--repeat $(REPEAT)) \

@@ -203,6 +203,25 @@ def test_repeats_report_movement(expected: ExpectedFile) -> None:
     assert rows["drift"].verdict == "UNSTABLE" and rows["drift"].movement == 4.0
 
 
+def test_retest_reports_each_sections_spread_and_fails_past_the_allowed_spread(tmp_path: Path, monkeypatch) -> None:
+    from calibration import retest
+
+    reports = [_report({}), _report({"latency": 12.0}), _report({"latency": 14.0})]
+    rows = {sid: (pts, spread) for sid, pts, spread in retest.spread_rows(reports)}
+    assert rows["latency"] == ([15.0, 12.0, 14.0], 3.0) and rows["drift"][1] == 0.0
+    assert rows["total"][1] == 3.0
+    md = retest.render_markdown("cand", "local", list(retest.spread_rows(reports)), [40.0, 41.0, 44.0])
+    assert "| latency | 15 12 14 | 12 | 15 | 3 |" in md and "3 gradings" in md
+    # The command grades n times and exits 1 when the total moved by more than --max-spread.
+    queue = list(reports)
+    monkeypatch.setattr("grader.lifecycle.grade", lambda request: queue.pop(0))
+    argv = ["--repo", str(tmp_path), "-n", "3", "--out", str(tmp_path / "out")]
+    assert retest.main([*argv, "--max-spread", "2"]) == retest.EXIT_UNSTABLE
+    assert (tmp_path / "out" / "retest.md").read_text().startswith("Retest of")
+    queue[:] = [_report({}), _report({})]
+    assert retest.main([*argv[:3], "2", *argv[4:]]) == 0
+
+
 def test_table_and_markdown_render(expected: ExpectedFile) -> None:
     from rich.console import Console
 
