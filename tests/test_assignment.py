@@ -21,7 +21,8 @@ from assignment import ASSIGNMENT_DIR, docs
 from assignment.build import ArchiveError, build_archive, check_nothing_hidden, main as build_main, materialize
 from assignment.schema import SCHEMA_PATH
 from fakes import Received, StubService
-from grader.config import FALLBACK_SEED
+from grader.checks import latency
+from grader.config import FALLBACK_SEED, LoadConfig
 from harness.contract import contract_json_schema, parse_contract
 from harness.protocol import encode_request
 from harness.traffic.baseline import baseline_records
@@ -194,6 +195,7 @@ def test_generated_files_in_sync(extracted: dict[str, Path]) -> None:
 def prompt_phrases(cfg: dict[str, Any]) -> list[str]:
     """Every number the prompt must state, as it must read (whitespace-normalised)."""
     t, ld, th = cfg["traffic"], cfg["load"], cfg["thresholds"]
+    plan = latency.plan_for(LoadConfig(**ld), seed=0)  # the window the latency check really runs
     phrases = [
         f"{g(t['baseline_rows'])} rows drawn from the training distribution",
         f"First {g(t['warmup_rows'])} warm-up rows", "a window of up to that many rows",
@@ -202,8 +204,10 @@ def prompt_phrases(cfg: dict[str, Any]) -> list[str]:
         f"at most {g(t['scenario_max_rows'])} drifted rows", f"up to {g(t['washout_max_rows'])} clean rows",
         f"requests carry {g(t['rows_per_request'])} rows each", f"up to {g(t['concurrency'])} requests are in flight",
         f"probes of {g(t['probe_rows'])} known rows",
-        f"{g(ld['rate_rps'])} requests/s with {ld['schedule']} arrivals for {g(ld['duration_s'])} s",
-        f"the first {g(ld['warmup_s'])} s are not counted", f"within {g(ld['timeout_s'])} s)",
+        f"{g(ld['rate_rps'])} requests/s with {ld['schedule']} arrivals for {g(plan.duration_s)} s",
+        f"the first {g(ld['warmup_s'])} s are a warm-up, not counted",
+        f"about {g(int(plan.rate_rps * (plan.duration_s - plan.warmup_s)))} requests are measured",
+        f"within {g(ld['timeout_s'])} s)", f"none at {g(th['correctness_zero_share'] * 100)}%",
         f"While {g(ld['rollback_rate_rps'])} requests/s keep flowing",
         f"under {g(th['latency_p99_ms'])} ms", f"under {g(th['latency_error_rate'] * 100)}%",
         f"at least {g(th['correctness_min_match'] * 100)}%", f"absolute tolerance of {g(th['correctness_atol'])}",

@@ -8,6 +8,7 @@ candidate nothing.
 from __future__ import annotations
 
 from grader.checks.spec import CheckSpec, items
+from grader.config import LoadConfig
 from grader.evidence import LatencyEvidence
 from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
@@ -23,6 +24,13 @@ _REMEMBER_EVERY = 200
 ITEMS = items("latency", p99_under_slo="p99 latency under the SLO at the stated open-loop rate",
               error_rate="Error rate under load")
 P99_UNDER_SLO, ERROR_RATE = ITEMS
+
+
+def plan_for(cfg: LoadConfig, seed: int) -> LoadPlan:
+    """The latency window: ``warmup_s`` of unmeasured load, then ``duration_s`` measured."""
+    return LoadPlan(rate_rps=cfg.rate_rps, duration_s=cfg.warmup_s + cfg.duration_s, warmup_s=cfg.warmup_s,
+                    schedule=cfg.schedule, seed=seed, timeout_s=cfg.timeout_s, max_send_lag_ms=cfg.max_send_lag_ms,
+                    max_in_flight=max(64, int(cfg.rate_rps * cfg.timeout_s * 2)), connections=cfg.connections)
 
 
 def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
@@ -44,9 +52,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
         return RequestSpec("POST", path, bodies[i % len(bodies)],
                            {"Content-Type": "application/json", header: rid})
 
-    plan = LoadPlan(rate_rps=cfg.rate_rps, duration_s=total_s, warmup_s=cfg.warmup_s, schedule=cfg.schedule,
-                    seed=s.seed, timeout_s=cfg.timeout_s, max_send_lag_ms=cfg.max_send_lag_ms,
-                    max_in_flight=max(64, int(cfg.rate_rps * cfg.timeout_s * 2)), connections=cfg.connections)
+    plan = plan_for(cfg, s.seed)
     s.progress(f"latency: open-loop {cfg.rate_rps:g} req/s for {cfg.duration_s:g}s (+{cfg.warmup_s:g}s warm-up)")
     attempts = []
     for attempt in (1, 2):
