@@ -131,11 +131,110 @@ def read_contract(path: str) -> dict[str, Any]:
         raise _refuse(f"takehome.yaml is not valid YAML: {type(exc).__name__}: {exc}") from None
 
 
+_TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[kind])
+
+
+def schema_problems(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "") -> list[str]:
+    """What ``value`` breaks in ``schema`` (the JSON Schema keywords takehome.schema.json uses), as
+    "field: problem" lines; empty when it is valid. Standard library only, like the rest of this file."""
+    at = where or "(top level)"
+    if "$ref" in schema:
+        return schema_problems(value, _resolve(schema, root), root, where)
+    out: list[str] = []
+    if "type" in schema and not _is(value, schema["type"]):
+        return [f"{at}: should be {schema['type']}, got {type(value).__name__} {value!r:.40}"]
+    if "const" in schema and not (value == schema["const"] and type(value) is type(schema["const"])):
+        out.append(f"{at}: should be {schema['const']!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        out.append(f"{at}: should be one of {', '.join(repr(e) for e in schema['enum'])}, got {value!r:.40}")
+    if "anyOf" in schema:
+        out.extend(_any_of(value, schema["anyOf"], root, where))
+    for sub in schema.get("allOf", []):
+        out.extend(schema_problems(value, sub, root, where))
+    if "if" in schema and not schema_problems(value, schema["if"], root, where):
+        out.extend(schema_problems(value, schema.get("then", {}), root, where))
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            out.append(f"{at}: should not be empty")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            out.append(f"{at}: should match {schema['pattern']!r}")
+    if _is(value, "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            out.append(f"{at}: should be >= {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            out.append(f"{at}: should be <= {schema['maximum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                out.append(f"{where + '.' if where else ''}{key}: field required")
+        for key, item in value.items():
+            sub_at = f"{where + '.' if where else ''}{key}"
+            if key in props:
+                out.extend(schema_problems(item, props[key], root, sub_at))
+            elif schema.get("additionalProperties") is False:
+                out.append(f"{sub_at}: not a known key (a typo?); known here: {', '.join(props)}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            out.extend(schema_problems(item, schema["items"], root, f"{where}.{i}"))
+    return out
+
+
+def _any_of(value: Any, branches: list[dict[str, Any]], root: dict[str, Any], where: str) -> list[str]:
+    problems = [schema_problems(value, b, root, where) for b in branches]
+    if not all(problems):
+        return []
+    at = where or "(top level)"
+    kinds: list[str] = [str(_resolve(b, root).get("type") or "") for b in branches]
+    if all(kinds):
+        fitting = [p for p, k in zip(problems, kinds) if _is(value, k)]
+        if fitting:  # the right type, wrong in some other way: say how
+            return fitting[0]
+        return [f"{at}: should be {' or '.join(kinds)}, got {type(value).__name__} {value!r:.40}"]
+    return [f"{at}: none of the allowed forms fits ({' / '.join(p[0] for p in problems)})"]
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in schema:
+        return schema
+    target: Any = root
+    for part in schema["$ref"].lstrip("#/").split("/"):
+        target = target[part]
+    return target
+
+
+def check_contract(data: Any, schema_path: Path) -> None:
+    """Refuse a contract the grader would refuse, by the schema the grader ships with the kit."""
+    if not schema_path.is_file():
+        print(f"selfcheck: {schema_path} not found: takehome.yaml is not validated (pass --schema)", file=sys.stderr)
+        return
+    try:
+        import yaml  # noqa: F401 - without it the contract was read by tiny_yaml, too loosely to judge types
+    except ImportError:
+        print("selfcheck: PyYAML is not installed: takehome.yaml is not validated (pip install pyyaml)",
+              file=sys.stderr)
+        return
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    problems = schema_problems(data, schema, schema) if isinstance(data, dict) else [
+        f"(top level): expected a mapping, got {type(data).__name__}"]
+    if problems:
+        raise _refuse(f"{len(problems)} problem(s) in takehome.yaml:\n  " + "\n  ".join(problems[:20]))
+
+
 def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Defaults, then the contract's serving and drift sections, then explicit flags."""
     settings = dict(DEFAULTS)
     if args.contract:
         data = read_contract(args.contract)
+        check_contract(data, Path(args.schema))
         for section in ("serving", "drift"):
             settings.update({k: v for k, v in (data.get(section) or {}).items() if v is not None})
     settings.update({k: getattr(args, k) for k in CONTRACT_KEYS if getattr(args, k, None) is not None})
@@ -436,6 +535,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key in CONTRACT_KEYS:
         p.add_argument("--" + key.replace("_", "-"), dest=key, help="overrides the contract")
     p.add_argument("--drift-path", dest="http_path", help="alias of --http-path")
+    p.add_argument("--schema", default=str(HERE / "takehome.schema.json"),
+                   help="the contract's JSON Schema from the kit (default: %(default)s)")
     p.add_argument("--traffic-dir", default=str(HERE / "public_traffic"), help="default: %(default)s")
     p.add_argument("--webhook-listen", default="127.0.0.1:9099", help="webhook receiver host:port (%(default)s)")
     p.add_argument("--poll-every", type=int, default=POLL_EVERY_ROWS, help="rows between reads (%(default)s)")

@@ -41,7 +41,8 @@ class ContractError(Exception):
 
 class _Strict(BaseModel):
     # Unknown keys are almost always typos ("rolback:"), so they are errors, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # Strict types, as the shipped JSON Schema states them: "8080" is not a port, true is not 1.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_path(value: str) -> str:
@@ -175,6 +176,13 @@ class Contract(_Strict):
     drift: DriftSignal
     logs: Logs = Field(default_factory=Logs)
     runtimes: Runtimes
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # True == 1 in Python, so Literal[1] alone would take it
+            raise ValueError("Input should be 1")
+        return v
 
     @model_validator(mode="after")
     def _at_least_one_runtime(self) -> "Contract":
@@ -320,8 +328,35 @@ def decode_contract(data: bytes, source: str = CONTRACT_FILENAME) -> str:
 
 
 def contract_json_schema() -> dict[str, Any]:
-    """The JSON Schema of the contract, as shipped in ``assignment/takehome.schema.json``."""
+    """The JSON Schema of the contract, as shipped in ``assignment/takehome.schema.json``.
+
+    It holds every rule the models enforce, the validators' cross-field rules included, so a tool
+    that only reads the schema (the candidate's ``selfcheck.py``) refuses what the grader refuses.
+    """
     schema = Contract.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "takehome.yaml: the submission contract"
+    defs = schema["$defs"]
+    path = {"pattern": "^/"}  # _check_path
+    for name in ("predict_path", "ready_path"):
+        defs["Serving"]["properties"][name].update(path)
+    for branch in defs["Serving"]["properties"]["metrics_path"]["anyOf"]:
+        if branch.get("type") == "string":
+            branch.update(path)
+    for runtime in ("LocalRuntime", "DockerRuntime", "KindRuntime"):  # _deploy_takes_version
+        defs[runtime]["properties"]["deploy"]["pattern"] = "\\{version\\}|TAKEHOME_MODEL_VERSION"
+    defs["DriftSignal"]["allOf"] = [  # DriftSignal._needs_source
+        {"if": {"properties": {"signal": {"const": "http"}}, "required": ["signal"]},
+         "then": {"required": ["http_path"], "properties": {"http_path": {"type": "string", **path}}}},
+        {"if": {"properties": {"signal": {"const": "prometheus"}}, "required": ["signal"]},
+         "then": {"required": ["prometheus_metric"],
+                  "properties": {"prometheus_metric": {"type": "string", "minLength": 1}}}},
+    ]
+    defs["Runtimes"]["anyOf"] = [{"required": [name], "properties": {name: {"type": "object"}}}
+                                 for name in Runtimes.model_fields]  # Contract._at_least_one_runtime
+    schema["allOf"] = [{  # Contract._at_least_one_runtime: a prometheus signal needs the metrics path
+        "if": {"properties": {"drift": {"properties": {"signal": {"const": "prometheus"}}, "required": ["signal"]}},
+               "required": ["drift"]},
+        "then": {"properties": {"serving": {"properties": {"metrics_path": {"type": "string"}}}}},
+    }]
     return schema

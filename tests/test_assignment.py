@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -291,6 +292,79 @@ def test_selfcheck_constants_match_the_grader() -> None:
     for path in [ASSIGNMENT_DIR / "takehome.example.yaml", *(ASSIGNMENT_DIR / "examples").glob("*/takehome.yaml")]:
         tiny, full = sc.tiny_yaml(text := path.read_text()), yaml.safe_load(text)
         assert (tiny["serving"], tiny["drift"]) == (full["serving"], full["drift"]), path
+
+
+_ODD_VALUES: list[Any] = ["8080", 3, -1, 70000, 1.5, True, None, "", "no-slash", [], {}, ["x"], {"k": "v"}]
+
+
+def _mutations(data: dict[str, Any], rng: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Contracts one mistake away from ``data``: every key deleted, misspelt or joined by an
+    unknown sibling, and every value replaced by odd values of other types."""
+    def paths(node: Any, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield prefix + (key,)
+                yield from paths(value, prefix + (key,))
+
+    def edit(path: tuple[str, ...], fn: Any) -> dict[str, Any]:
+        out = copy.deepcopy(data)
+        node = out
+        for key in path[:-1]:
+            node = node[key]
+        fn(node, path[-1])
+        return out
+
+    for path in list(paths(data, ())):
+        name = ".".join(path)
+        yield f"delete {name}", edit(path, lambda n, k: n.pop(k))
+        key = path[-1]
+        typo = key[:-1] if len(key) > 2 else key + "x"
+        cut = rng.randrange(1, len(key)) if len(key) > 1 else 0
+        doubled = key[:cut] + key[cut - 1] + key[cut:] if cut else key + key
+        for wrong in {typo, doubled} - {key}:
+            yield f"misspell {name} as {wrong}", edit(path, lambda n, k, w=wrong: n.__setitem__(w, n.pop(k)))
+        yield f"unknown key beside {name}", edit(path, lambda n, k: n.__setitem__(k + "_extra", 1))
+        for value in rng.sample(_ODD_VALUES, 6):
+            yield f"{name} = {value!r}", edit(path, lambda n, k, v=value: n.__setitem__(k, copy.deepcopy(v)))
+    for name, value in (("drift.signal", "https"), ("serving.protocol", "v3"), ("flavor", "tf"), ("version", 2)):
+        yield f"{name} = {value!r}", edit(tuple(name.split(".")), lambda n, k, v=value: n.__setitem__(k, v))
+
+
+def test_selfcheck_refuses_exactly_the_contracts_the_grader_refuses(extracted: dict[str, Path], tmp_path: Path) -> None:
+    import random
+
+    from harness.contract import ContractError, parse_contract
+
+    sc = load_selfcheck(extracted["sklearn"] / "selfcheck.py")
+    schema = json.loads((extracted["sklearn"] / "takehome.schema.json").read_text())
+    bases = [ASSIGNMENT_DIR / "takehome.example.yaml", *(ASSIGNMENT_DIR / "examples").glob("*/takehome.yaml")]
+    rng = random.Random(5)
+    disagree, verdicts = [], {True: 0, False: 0}
+    for base in bases:
+        for what, data in _mutations(yaml.safe_load(base.read_text()), rng):
+            text = yaml.safe_dump(data, sort_keys=False)
+            try:
+                parse_contract(text)
+                grader_ok, grader_says = True, ""
+            except ContractError as exc:
+                grader_ok, grader_says = False, "; ".join(exc.problems) or str(exc)
+            problems = sc.schema_problems(yaml.safe_load(text), schema, schema)
+            verdicts[grader_ok] += 1
+            if grader_ok != (not problems):
+                disagree.append(f"{base.parent.name}: {what}: grader {grader_says or 'accepts'}; selfcheck "
+                                f"{problems or 'accepts'}")
+            elif problems:  # both refuse: the selfcheck names the field the grader names
+                field = problems[0].split(":")[0].split(" ")[0]
+                assert field.split(".")[0] in grader_says, (what, problems, grader_says)
+    assert not disagree, "\n".join(disagree[:30])
+    assert sum(verdicts.values()) >= 200 and verdicts[True] >= 20 and verdicts[False] >= 150, verdicts
+    # And the command itself refuses a misspelt contract before sending anything, with the field.
+    bad = yaml.safe_load((ASSIGNMENT_DIR / "takehome.example.yaml").read_text())
+    bad["drift"]["signal"] = "https"
+    (tmp_path / "takehome.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(SystemExit) as refused:
+        sc.load_settings(sc.parse_args(["--url", "http://127.0.0.1:9", "--contract", str(tmp_path / "takehome.yaml")]))
+    assert "drift.signal" in str(refused.value) and "the grader refuses it too" in str(refused.value)
 
 
 def test_selfcheck_reads_signals_and_encodes_like_the_grader(extracted: dict[str, Path]) -> None:
