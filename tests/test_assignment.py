@@ -357,6 +357,7 @@ def test_selfcheck_refuses_exactly_the_contracts_the_grader_refuses(extracted: d
                 field = problems[0].split(":")[0].split(" ")[0]
                 assert field.split(".")[0] in grader_says, (what, problems, grader_says)
     assert not disagree, "\n".join(disagree[:30])
+    print(f"{sum(verdicts.values())} mutated contracts: {verdicts}")
     assert sum(verdicts.values()) >= 200 and verdicts[True] >= 20 and verdicts[False] >= 150, verdicts
     # And the command itself refuses a misspelt contract before sending anything, with the field.
     bad = yaml.safe_load((ASSIGNMENT_DIR / "takehome.example.yaml").read_text())
