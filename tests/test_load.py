@@ -323,11 +323,11 @@ def test_the_heap_is_frozen_during_the_run_and_given_back_after() -> None:
     keep = [[i] for i in range(50_000)]  # alive before the run: must not be walked during it
     assert gc.get_freeze_count() == 0
     with serve(ok_handler) as url:
-        quiet = run_open_loop(url, LoadPlan(rate_rps=100, duration_s=1, schedule="fixed"), probe)
+        quiet = run_open_loop(url, LoadPlan(rate_rps=100, duration_s=1, schedule="fixed", quiet_gc=True), probe)
         assert frozen and min(frozen) >= len(keep) and gc.get_freeze_count() == 0
         assert quiet.meta["quiet_gc"] is True and quiet.meta["gc_pause_max_ms"] < 50
         frozen.clear()
-        loud = run_open_loop(url, LoadPlan(rate_rps=100, duration_s=1, schedule="fixed", quiet_gc=False), probe)
+        loud = run_open_loop(url, LoadPlan(rate_rps=100, duration_s=1, schedule="fixed"), probe)
         assert frozen and max(frozen) == 0 and loud.meta["quiet_gc"] is False
     del keep
 
