@@ -110,6 +110,15 @@ def test_archive_ships_nothing_the_grader_keeps(flavor: str, extracted: dict[str
     assert truth["seed"] != FALLBACK_SEED and [s["kind"] for s in truth["scenarios"]] == ["mean_shift"]
 
 
+def test_public_traffic_readme_names_exactly_the_kinds_the_grader_plays(extracted: dict[str, Path]) -> None:
+    from harness.traffic.scenarios import SCENARIO_KINDS
+
+    text = (extracted["sklearn"] / "public_traffic" / "README.md").read_text()
+    played = set(DEFAULTS["traffic"]["scenarios"])
+    named = {k for k in SCENARIO_KINDS if f"`{k}`" in text.split("The grader replays")[1]}
+    assert named == played and set(SCENARIO_KINDS) - played  # a known kind is left out, so this can fail
+
+
 def test_public_traffic_shares_no_row_with_scored_traffic(extracted: dict[str, Path]) -> None:
     root = next(iter(extracted.values())) / "public_traffic"
     public = {ln for f in ("baseline.jsonl", "drift_mean_shift.jsonl") for ln in (root / f).read_text().splitlines()}

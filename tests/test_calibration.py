@@ -54,8 +54,9 @@ def test_every_flawed_candidate_loses_something_and_every_reference_loses_nothin
             assert exp.min_total is not None and exp.min_total >= 95, name
         else:
             assert not_full, f"{name} is expected to keep every section: what does it calibrate?"
-            # One mistake: exactly one section may be below full marks.
-            assert len(not_full) == 1, (name, not_full)
+            # One mistake: one section below full marks, unless the expectation explains how the
+            # same mistake shows in each section it names.
+            assert len(not_full) == 1 or all(s in (exp.description or "") for s in not_full), (name, not_full)
 
 
 def test_overlay_descriptions_name_the_section_they_must_lose(expected: ExpectedFile) -> None:

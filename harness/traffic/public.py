@@ -29,7 +29,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _readme(scenarios: list[dict[str, Any]]) -> str:
+def _readme(scenarios: list[dict[str, Any]], graded_kinds: list[str]) -> str:
     files = "\n".join(f"- `{s['file']}`: {s['rows']:,} rows, {s['kind']}: {s['description']} "
                       f"(drifted feature: {', '.join(s['features'])})" for s in scenarios)
     return f"""# Public traffic sample
@@ -44,14 +44,21 @@ requests (protocol v1) or as one input tensor per feature (v2), about 10 rows pe
 - `scenarios.json`: the ground truth of the drifted file(s): kind, the feature(s) that changed,
   and the parameters.
 
-The grader replays other traffic, from a private seed: other drift kinds ({', '.join(sorted(SCENARIO_KINDS))}),
-other features and other magnitudes. Tuning your monitor to this file alone will not help; sizing
+The grader replays other traffic, from a private seed: the drift kinds {', '.join(f'`{k}`' for k in graded_kinds)},
+with other features and other magnitudes. Tuning your monitor to this file alone will not help; sizing
 its windows and tests sensibly will.
 """
 
 
-def write_public_sample(out_dir: Path) -> list[Path]:
-    """Write baseline.jsonl, drift_<kind>.jsonl, scenarios.json and README.md; return their paths."""
+def write_public_sample(out_dir: Path, graded_kinds: list[str] | None = None) -> list[Path]:
+    """Write baseline.jsonl, drift_<kind>.jsonl, scenarios.json and README.md; return their paths.
+
+    ``graded_kinds`` are the scenario kinds the grader plays (its config's ``traffic.scenarios``),
+    named in the README; every known kind when not given."""
+    kinds = list(graded_kinds) if graded_kinds is not None else list(SCENARIO_KINDS)
+    unknown = sorted(set(kinds) - set(SCENARIO_KINDS))
+    if unknown:
+        raise ValueError(f"unknown scenario kinds: {', '.join(unknown)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -70,6 +77,6 @@ def write_public_sample(out_dir: Path) -> list[Path]:
                                           "scenarios": truth}, indent=2) + "\n", encoding="utf-8")
     written.append(scenarios_path)
     readme_path = out_dir / "README.md"
-    readme_path.write_text(_readme(truth), encoding="utf-8")
+    readme_path.write_text(_readme(truth, kinds), encoding="utf-8")
     written.append(readme_path)
     return written
