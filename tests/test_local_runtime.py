@@ -232,9 +232,17 @@ def test_run_command_ok_failing_and_timeout(make_runtime: MakeRuntime) -> None:
 def _host_pid_of(runtime: LocalRuntime, needle: str) -> int:
     """The host pid of the candidate process whose command line contains ``needle`` (in the
     sandbox, pids the candidate writes down are its PID namespace's, not the host's)."""
-    for proc in runtime._candidate_processes():
-        if needle in " ".join(proc.cmdline()):
-            return proc.pid
+    deadline = time.monotonic() + 5.0
+    while True:  # a double-forked daemon may not have exec'd yet when its parent command returns
+        for proc in runtime._candidate_processes():
+            try:
+                if needle in " ".join(proc.cmdline()):
+                    return proc.pid
+            except psutil.Error:
+                continue  # gone or not readable between listing and reading it
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     pytest.fail(f"no candidate process runs {needle!r}: {runtime.diagnostics()['processes']}")
 
 
