@@ -132,9 +132,12 @@ def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> di
         "rubric_total": sum(s["points"] for s in sections),
         "scenarios": [{"kind": k, "description": SCENARIO_DESCRIPTIONS[k]} for k in traffic["scenarios"]],
         "baseline_polls": traffic["baseline_rows"] // traffic["poll_every_rows"],
-        # As grader/checks/latency.py runs it: the warm-up comes before duration_s, which is all measured.
+        # As grader/checks/latency.py runs it: the warm-up comes before the measured part, which
+        # lasts min_duration_s when the verdict is already settled and duration_s otherwise.
         "latency_requests": int(settings["load"]["rate_rps"] * settings["load"]["duration_s"]),
+        "latency_min_requests": int(settings["load"]["rate_rps"] * settings["load"]["min_duration_s"]),
         "latency_total_s": settings["load"]["warmup_s"] + settings["load"]["duration_s"],
+        "latency_min_total_s": settings["load"]["warmup_s"] + settings["load"]["min_duration_s"],
         "features": feature_schema()["features"],
     }
 

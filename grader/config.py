@@ -60,12 +60,20 @@ class TrafficConfig(_Strict):
 class LoadConfig(_Strict):
     rate_rps: float = Field(gt=0, le=20_000)
     duration_s: float = Field(gt=0)
+    min_duration_s: float = Field(gt=0)
     warmup_s: float = Field(ge=0)
     schedule: Literal["poisson", "fixed"]
     timeout_s: float = Field(gt=0)
     rollback_rate_rps: float = Field(gt=0)
     max_send_lag_ms: float = Field(gt=0)
     connections: int = Field(ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _window(self) -> LoadConfig:
+        if self.min_duration_s > self.duration_s:
+            raise ValueError("load.min_duration_s must not exceed load.duration_s (the window ends early "
+                             "between the two only once the verdict is settled)")
+        return self
 
 
 class Thresholds(_Strict):
@@ -115,6 +123,8 @@ class LocalConfig(_Strict):
     disk_mb: int = Field(4096, ge=64)
     file_size_mb: int = Field(2048, ge=1)
     log_mb: int = Field(64, ge=1)
+    #: uv installs the requirements where it mirrors pip's settings exactly; "pip" always uses pip.
+    installer: Literal["uv", "pip"] = "uv"
 
     def resolved_cache_dir(self) -> Path:
         """Where isolated environments and clones are cached between runs."""

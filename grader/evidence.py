@@ -166,6 +166,8 @@ class LatencyEvidence(Evidence):
     p99_interval_ms: dict[str, Num] | None = None
     generator_gc_pause_max_ms: Num | None = None
     attempts: int | None = None
+    window_s: Num | None = None  # measured seconds of the last attempt
+    ended_early: bool | None = None  # the window ended at load.min_duration_s: the verdict was settled
 
 
 class RollbackRequest(BaseModel):

@@ -435,3 +435,28 @@ def test_background_stop_abandons_hung_requests_within_grace() -> None:
     st = res.stats()
     assert st.abandoned == len(res.records) and st.scheduled == 0 and st.count == 0
     assert st.verdict(100, 0.001)[0] == "inconclusive"
+
+
+def test_a_settled_window_ends_its_schedule_early_and_drains_what_is_in_flight() -> None:
+    async def slowish(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.05)  # requests are in flight whenever the schedule ends
+        return web.Response(text="ok")
+
+    asked: list[tuple[int, float]] = []
+
+    def settled(records: list[RequestRecord], t: float) -> bool:
+        asked.append((len(records), t))
+        return t >= 1.5
+
+    plan = LoadPlan(rate_rps=100, duration_s=4, schedule="fixed", settle_from_s=1.0)
+    with serve(slowish) as url:
+        res = run_open_loop(url, plan, get, settled=settled)
+        whole = run_open_loop(url, plan, get, settled=lambda records, t: False)
+    assert [round(t, 2) for _, t in asked] == [1.0, 2.0]  # asked once a second from settle_from_s
+    assert asked[0][0] > 0  # with the records finished so far
+    assert res.settled_at_s == pytest.approx(2.0) and not res.stopped_early
+    assert len(res.records) == 200  # nothing sent from t = 2 s on
+    assert all(r.ok for r in res.records)  # the last ones in flight finished, none abandoned
+    assert whole.settled_at_s is None and len(whole.records) == 400
+    with pytest.raises(ValueError, match="settle_from_s"):
+        LoadPlan(rate_rps=10, duration_s=4, warmup_s=2, settle_from_s=1.0)

@@ -294,3 +294,31 @@ def test_wait_for_version_stops_once_unmatched_predictions_settle() -> None:
     s2 = _FakeSession([("v2", [0.9])] * 3 + [("v1", [0.1])])
     reading, _, seen = deployment.wait_for_version(s2, "v1", timeout_s=30, phase="t", interval_s=0.05)
     assert reading.version == "v1" and seen == ["v2", "v1"]
+
+
+def _records(latencies_ms: list[float], errors: int = 0, lag_ms: float = 0.1) -> list[RequestRecord]:
+    out = []
+    for i, ms in enumerate(latencies_ms):
+        t = i * 0.02
+        out.append(RequestRecord(i, t, t + lag_ms / 1000, t + ms / 1000, 500 if i < errors else 200,
+                                 "http 500" if i < errors else None))
+    return out
+
+
+def test_the_latency_window_ends_early_only_on_a_settled_pass() -> None:
+    settled = latency.settled_pass(slo_ms=100, warmup_s=0.0, max_send_lag_ms=10)
+    assert settled(_records([5.0] * 500), 10.0)
+    assert not settled(_records([5.0] * 400), 8.0)  # too few for any p99 claim (460)
+    assert not settled(_records([5.0] * 500, errors=1), 10.0)  # the error rate is not settled
+    assert not settled(_records([5.0] * 497 + [150.0] * 3), 10.0)  # the interval reaches past the SLO
+    assert not settled(_records([5.0] * 500, lag_ms=30.0), 10.0)  # the generator lagged: measure it all
+    late = _records([5.0] * 600)
+    assert latency.settled_pass(100, 3.0, 10)(late, 12.0) is False  # 450 after the warm-up: too few
+
+
+def test_the_latency_plan_settles_from_min_duration() -> None:
+    cfg = load_config().load
+    plan = latency.plan_for(cfg, seed=0)
+    assert plan.settle_from_s == cfg.warmup_s + cfg.min_duration_s < plan.duration_s
+    whole = latency.plan_for(cfg.model_copy(update={"min_duration_s": cfg.duration_s}), seed=0)
+    assert whole.settle_from_s is None

@@ -7,13 +7,15 @@ candidate nothing.
 
 from __future__ import annotations
 
+import functools
+
 from grader.checks.spec import CheckSpec, items
 from grader.config import LoadConfig
 from grader.evidence import LatencyEvidence
 from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
 from harness.load.records import ERR_CLIENT_PREFIX, ERR_TIMEOUT, RequestRecord, RequestSpec
-from harness.load.runner import LoadPlan, run_open_loop
+from harness.load.runner import LoadPlan, Settled, run_open_loop
 from harness.load.stats import MIN_SAMPLES_FOR_P99, P99_INTERVAL_CONFIDENCE, LatencyStats
 from harness.protocol import encode_request
 from harness.traffic.baseline import baseline_records
@@ -27,10 +29,41 @@ P99_UNDER_SLO, ERROR_RATE = ITEMS
 
 
 def plan_for(cfg: LoadConfig, seed: int) -> LoadPlan:
-    """The latency window: ``warmup_s`` of unmeasured load, then ``duration_s`` measured."""
+    """The latency window: ``warmup_s`` of unmeasured load, then up to ``duration_s`` measured,
+    of which the part after ``min_duration_s`` runs only while the verdict is not settled."""
+    settle_from = cfg.warmup_s + cfg.min_duration_s if cfg.min_duration_s < cfg.duration_s else None
     return LoadPlan(rate_rps=cfg.rate_rps, duration_s=cfg.warmup_s + cfg.duration_s, warmup_s=cfg.warmup_s,
                     schedule=cfg.schedule, seed=seed, timeout_s=cfg.timeout_s, max_send_lag_ms=cfg.max_send_lag_ms,
-                    max_in_flight=max(64, int(cfg.rate_rps * cfg.timeout_s * 2)), connections=cfg.connections)
+                    max_in_flight=max(64, int(cfg.rate_rps * cfg.timeout_s * 2)), connections=cfg.connections,
+                    settle_from_s=settle_from)
+
+
+def settled_pass(slo_ms: float, warmup_s: float, max_send_lag_ms: float) -> Settled:
+    """The early end of the latency window: enough requests measured for a p99 claim, none
+    failed, the generator on schedule, and even the upper end of p99's 95% interval within the
+    SLO, so more of the same traffic would not change the verdict. Anything else (a slow or
+    failing service, a lagging generator, a p99 near the SLO) runs the whole window, which
+    is what partial credit is measured on.
+    """
+    from scipy.stats import binom
+
+    # The upper rank depends only on n; computed once per n on the event loop (microseconds after).
+    upper_rank = functools.lru_cache(maxsize=64)(
+        lambda n: int(binom.ppf(1.0 - (1.0 - P99_INTERVAL_CONFIDENCE) / 2.0, n, 0.99)) + 1)
+
+    def settled(records: list[RequestRecord], _t: float) -> bool:
+        measured = [r for r in records if r.intended_s >= warmup_s]
+        n = len(measured)
+        if n < MIN_SAMPLES_FOR_P99 or any(not r.ok or r.sent_s is None for r in measured):
+            return False
+        lags = sorted(r.sent_s - r.intended_s for r in measured)  # type: ignore[operator]
+        if lags[min(n - 1, int(0.99 * n))] * 1000.0 > max_send_lag_ms:
+            return False
+        latencies = sorted(r.done_s - r.intended_s for r in measured)
+        rank = upper_rank(n)
+        return rank <= n and latencies[rank - 1] * 1000.0 <= slo_ms
+
+    return settled
 
 
 def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
@@ -53,12 +86,14 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
                            {"Content-Type": "application/json", header: rid})
 
     plan = plan_for(cfg, s.seed)
-    s.progress(f"latency: open-loop {cfg.rate_rps:g} req/s for {cfg.duration_s:g}s (+{cfg.warmup_s:g}s warm-up)")
+    s.progress(f"latency: open-loop {cfg.rate_rps:g} req/s for {cfg.min_duration_s:g}-{cfg.duration_s:g}s "
+               f"(+{cfg.warmup_s:g}s warm-up)")
     attempts = []
     for attempt in (1, 2):
         deadline.check()
         s.event("phase", "latency", rate_rps=cfg.rate_rps, attempt=attempt)
-        result = run_open_loop(s.client.base_url, plan, request_for)
+        result = run_open_loop(s.client.base_url, plan, request_for,
+                               settled=settled_pass(th.latency_p99_ms, cfg.warmup_s, cfg.max_send_lag_ms))
         s.event("phase_end", "latency", attempt=attempt)
         stats = result.stats()
         lower = service_time_p99_ms(result.records, cfg.warmup_s)
@@ -75,6 +110,8 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
     for o in outcomes:
         o.evidence["attempts"] = len(attempts)
         o.evidence["generator_gc_pause_max_ms"] = result.meta.get("gc_pause_max_ms")
+        o.evidence["window_s"] = round((result.settled_at_s or plan.duration_s) - cfg.warmup_s, 2)
+        o.evidence["ended_early"] = result.settled_at_s is not None
     return outcomes
 
 

@@ -47,6 +47,10 @@ _BURST = 64
 _CLIENT_KEEPALIVE_S = 4.0
 
 
+#: ``settled(records finished so far, schedule time)``: may the schedule end here?
+Settled = Callable[[list[RequestRecord], float], bool]
+
+
 class LoadPlan(BaseModel):
     """What to send and how fast. Validated, immutable."""
 
@@ -79,11 +83,17 @@ class LoadPlan(BaseModel):
     # a very large heap (the whole test suite's) it made the run's tail seconds long, not shorter,
     # and no gen-2 pause has been seen in the grader's own latency windows yet.
     quiet_gc: bool = False
+    # Schedule time from which a ``settled`` callback may end the schedule early (checked once a
+    # second); None: the whole duration always runs.
+    settle_from_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> "LoadPlan":
         if self.warmup_s >= self.duration_s:
             raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
+        if self.settle_from_s is not None and not self.warmup_s < self.settle_from_s <= self.duration_s:
+            raise ValueError(f"settle_from_s ({self.settle_from_s}) must lie after warmup_s ({self.warmup_s}) "
+                             f"and within duration_s ({self.duration_s})")
         return self
 
 
@@ -96,6 +106,7 @@ class LoadResult:
     wall_start: float  # time.time() at schedule t=0, to line records up with other events
     mono_start: float  # time.monotonic() at schedule t=0
     stopped_early: bool = False
+    settled_at_s: float | None = None  # schedule time at which ``settled`` ended the schedule, if it did
     elapsed_s: float = 0.0  # from t=0 until the last reply or abandonment
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -128,6 +139,7 @@ class LoadResult:
             "plan": self.plan.model_dump(),
             "wall_start": self.wall_start,
             "stopped_early": self.stopped_early,
+            "settled_at_s": self.settled_at_s,
             "elapsed_s": round(self.elapsed_s, 3),
             "stats": self.stats().to_dict(),
         }
@@ -217,6 +229,7 @@ async def run_open_loop_async(
     plan: LoadPlan,
     request_for: Callable[[int], RequestSpec],
     stop: threading.Event | None = None,
+    settled: Settled | None = None,
 ) -> LoadResult:
     """Async form of :func:`run_open_loop`, for callers already inside an event loop."""
     if plan.quiet_gc:
@@ -224,7 +237,7 @@ async def run_open_loop_async(
     watch = _GcWatch()  # installed after the collection above: only pauses inside the run count
     gc.callbacks.append(watch)
     try:
-        result = await _open_loop(base_url, plan, request_for, stop)
+        result = await _open_loop(base_url, plan, request_for, stop, settled)
     finally:
         gc.callbacks.remove(watch)
         if plan.quiet_gc:
@@ -238,6 +251,7 @@ async def _open_loop(
     plan: LoadPlan,
     request_for: Callable[[int], RequestSpec],
     stop: threading.Event | None,
+    settled: Settled | None,
 ) -> LoadResult:
     base = URL(base_url.rstrip("/"))
     url_cache: dict[str, URL] = {}  # paths repeat; building a URL per request costs throughput
@@ -303,11 +317,19 @@ async def _open_loop(
             return stop is not None and stop.is_set()
 
         stopped = False
+        settled_at: float | None = None
+        next_check = plan.settle_from_s if settled is not None else None
         index = 0
         burst = 0
         try:
             for chunk in iter_send_times(plan.rate_rps, plan.duration_s, plan.schedule, plan.seed):
                 for intended in chunk.tolist():
+                    if next_check is not None and intended >= next_check:
+                        # Ends the schedule, not the run: what is in flight drains with its full timeout.
+                        if settled(records, intended):  # type: ignore[misc]
+                            settled_at = intended
+                            break
+                        next_check += 1.0
                     while True:
                         if stopping():
                             stopped = True
@@ -338,7 +360,7 @@ async def _open_loop(
                     if burst >= _BURST:
                         burst = 0
                         await asyncio.sleep(0)
-                if stopped:
+                if stopped or settled_at is not None:
                     break
 
             # Drain: each request has its own timeout; the margin only guards against a stuck
@@ -370,6 +392,7 @@ async def _open_loop(
         wall_start=wall0,
         mono_start=mono0,
         stopped_early=stopped,
+        settled_at_s=settled_at,
         elapsed_s=elapsed,
         meta={"loop": type(asyncio.get_running_loop()).__module__},
     )
@@ -389,15 +412,20 @@ def run_open_loop(
     plan: LoadPlan,
     request_for: Callable[[int], RequestSpec],
     stop: threading.Event | None = None,
+    settled: Settled | None = None,
 ) -> LoadResult:
     """Run an open-loop load against ``base_url`` on a fresh (uv)loop and return every record.
 
     ``request_for(i)`` builds request ``i`` at its send time. Setting ``stop`` ends the run:
-    requests not yet due are not sent and not counted. Must not be called from a thread that is
-    already running an event loop (use :func:`run_open_loop_async` there).
+    requests not yet due are not sent and not counted. ``settled(records, t)`` is asked once a
+    second of schedule time from ``plan.settle_from_s`` on, with the records finished so far;
+    when it returns True no further requests are sent and those in flight finish normally
+    (``LoadResult.settled_at_s`` says when). It runs on the event loop: keep it to a few
+    milliseconds. Must not be called from a thread that is already running an event loop (use
+    :func:`run_open_loop_async` there).
     """
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(run_open_loop_async(base_url, plan, request_for, stop))
+        return runner.run(run_open_loop_async(base_url, plan, request_for, stop, settled))
 
 
 class BackgroundLoad:
