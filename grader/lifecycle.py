@@ -8,6 +8,7 @@ Ctrl-C), after the collectors have grabbed logs, and a report is always produced
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from typing import Any, Iterator
 from grader.checks.registry import SPECS
 from grader.checks.spec import CheckSpec
 from grader.config import GraderConfig
-from grader.results import CandidateInfo, GradeReport, Outcome, PhaseResult, utcnow
+from grader.results import CandidateInfo, GradeReport, MachineInfo, Outcome, PhaseResult, utcnow
 from grader.scoring import Missing, score_sections, total
 from grader.session import INTERRUPT, Deadline, GradingSession, Interrupted, ReferenceModels, check_interrupted
 from harness.cleanup import CleanupStack
@@ -63,6 +64,7 @@ class _Run:
     missing: dict[str, Missing] = field(default_factory=dict)
     t0: float = field(default_factory=time.monotonic)
     runtime: Runtime | None = None  # set as soon as it exists: teardown and the report need it
+    notes: dict[str, str] = field(default_factory=dict)  # phase -> what its "ok" row should say
 
     @contextmanager
     def phase(self, name: str, timeout_s: float | None = None) -> Iterator[Deadline]:
@@ -90,6 +92,8 @@ class _Run:
         except Exception as exc:
             status, message, error = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8)
             raise
+        else:
+            message = self.notes.pop(name, "")
         finally:
             took = time.monotonic() - start
             self.report.phases.append(PhaseResult(name=name, status=status, started_at=started,
@@ -130,7 +134,8 @@ def grade(req: GradeRequest) -> GradeReport:
     seed, seed_source = config.seed()
     run_id = uuid.uuid4().hex[:12]
     report = GradeReport(run_id=run_id, runtime=req.runtime, candidate=CandidateInfo(repo=req.repo),
-                         config_digest=config.digest(), seed=config.seed_provenance(), grader_version=GRADER_VERSION)
+                         config_digest=config.digest(), seed=config.seed_provenance(), grader_version=GRADER_VERSION,
+                         machine=MachineInfo.here())
     run = _Run(req, config, report)
     work = Path(tempfile.mkdtemp(prefix=f"takehome-{run_id}-"))
     if not req.keep:
@@ -226,6 +231,14 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
                          keep=req.keep)
     runtime = cls(ctx)
     run.runtime = runtime
+    # The reference models load (and the probe rows are chosen) while the candidate builds and
+    # starts, not after: about a second of every grading that was in no phase.
+    artifacts = req.artifacts_dir or _default_artifacts()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference")
+    run.cleanup.push("stop the reference loader", lambda: pool.shutdown(wait=True, cancel_futures=True))
+    reference = _reference_models(artifacts, contract.flavor)
+    probes = pool.submit(_fingerprinter, reference, seed, config.traffic.probe_rows,
+                         config.thresholds.correctness_atol)
     with run.phase("build", config.timeouts.build):
         if contract.drift.signal == "webhook":
             # Before build: on kind, build() creates the namespace whose network policy and env
@@ -235,6 +248,7 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
             run.cleanup.push("stop webhook receiver", receiver.stop)
             candidate_env["TAKEHOME_ALERT_WEBHOOK_URL"] = receiver.url_for(runtime.grader_host())
         runtime.build()
+        run.notes["build"] = _build_note(getattr(runtime, "build_info", {}))
     with run.phase("start", config.timeouts.start + config.timeouts.ready):
         runtime.up()
         client = ServiceClient(runtime.endpoint(), contract.serving, timeout_s=config.load.timeout_s)
@@ -244,16 +258,23 @@ def _bring_up(run: _Run, contract: Contract, commands: Any, repo_dir: Path, work
             raise SubmissionError(f"the service never became ready at {contract.serving.ready_path} within "
                                   f"{config.timeouts.ready:g}s (last: {ready.status or ready.error})",
                                   details=_log_tail(runtime))
-    artifacts = req.artifacts_dir or _default_artifacts()
-    reference = _reference_models(artifacts, contract.flavor)
-    fingerprinter = _fingerprinter(reference, seed, config.traffic.probe_rows, config.thresholds.correctness_atol)
-    observer = make_observer(contract.drift, runtime.endpoint(), contract.serving.metrics_path, receiver)
-    observer.start()
-    run.cleanup.push("stop drift observer", observer.stop)
+        fingerprinter = probes.result()  # normally ready long before the service is
+        observer = make_observer(contract.drift, runtime.endpoint(), contract.serving.metrics_path, receiver)
+        observer.start()
+        run.cleanup.push("stop drift observer", observer.stop)
     session = GradingSession(run_id=run.report.run_id, config=config, contract=contract, runtime=runtime,
                              client=client, reference=reference, fingerprinter=fingerprinter, observer=observer,
                              seed=seed, progress=req.progress, commands=commands, t0=run.t0)
     return session, runtime
+
+
+def _build_note(info: dict[str, Any]) -> str:
+    """One line on how the candidate's environment came to be (the local runtime's build facts)."""
+    if info.get("cache") == "hit":
+        return "cached env reused"
+    if "installer" not in info:
+        return ""
+    return f"installed with {info['installer']}" + (f" ({info['installer_note']})" if info.get("installer_note") else "")
 
 
 def _default_artifacts() -> Path:
