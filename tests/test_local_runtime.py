@@ -22,6 +22,7 @@ from harness.cleanup import CleanupStack
 from harness.contract import load_contract
 from harness.errors import SubmissionError
 from harness.runtimes.base import RuntimeContext
+from harness.runtimes.installer import uv_binary
 from harness.runtimes.local import LocalRuntime
 from harness.sandbox import build_env, requirements_key, scrubbed_env
 
@@ -99,6 +100,7 @@ def test_build_cache_miss_then_hit_then_stale(make_runtime: MakeRuntime, tmp_pat
     assert sorted(str(r.build_info.get("cache")) for r in racers) == ["hit", "miss"]
     first = next(r for r in racers if r.build_info["cache"] == "miss")
     assert first.build_info["pip_ran"] is True
+    assert first.build_info["installer"] == ("uv" if uv_binary() else "pip")
     env_dir = Path(str(first.build_info["env_dir"]))
     assert env_dir.is_relative_to(tmp_path / "own-cache" / "envs")
     assert (env_dir / "bin" / "python").exists()
@@ -124,6 +126,9 @@ def test_failed_install_reports_pip_error(make_runtime: MakeRuntime) -> None:
     assert "this-package-does-not-exist-xyz" in info.value.details
     assert "No matching distribution" in info.value.details
     assert "pip" in (info.value.command or "")
+    if uv_binary():  # uv tried first, then pip had the last word (its message is the one reported)
+        log = (runtime.logs_dir / "build.log").read_text()
+        assert log.index("uv pip install") < log.index("-m pip install")
     envs = runtime.ctx.config.local.resolved_cache_dir() / "envs"
     assert all((p / ".takehome-env.json").exists() for p in envs.iterdir() if p.is_dir())  # no half-built env
 

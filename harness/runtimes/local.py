@@ -26,6 +26,7 @@ from harness.isolation.relay import Relays
 from harness.processes import spawn_bounded
 from harness.runtimes.base import RuntimeContext, StaleCleanup, clip, run_setup
 from harness.runtimes.common import LOG_FILE_CAP, TERM_GRACE_S, SandboxedCommands, read_tail
+from harness.runtimes.installer import pip_plan, plan_install
 from harness.sandbox import EnvCache, build_env, requirements_key, without_credentials
 
 #: How long a start command must survive before ``up()`` trusts it to be long-running.
@@ -50,6 +51,7 @@ class LocalRuntime(SandboxedCommands):
         self.state_dir = ctx.work_dir / "state"
         self.teardown_info["killed"] = []
         self._venv: Path | None = None
+        self._installer: dict[str, str] = {}  # which installer built the env, and why pip when pip
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -169,50 +171,71 @@ class LocalRuntime(SandboxedCommands):
             self._install(venv, requirements, env, log_path, deadline)
 
         self._venv, info = cache.get_or_build(install, self.ctx.progress, deadline)
-        self.build_info = {**info, "requirements": section.requirements,
+        self.build_info = {**info, **(self._installer if info.get("pip_ran") else {}),
+                           "requirements": section.requirements,
                            "seconds": round(time.monotonic() - started, 2)}
         run_setup(self, section.setup, self.build_info)
         self.build_info["seconds"] = round(time.monotonic() - started, 2)
 
     def _install(self, venv: Path, requirements: Path, env: dict[str, str], log_path: Path,
                  deadline: float) -> None:
-        """Create ``venv`` and pip-install the requirements into it (cwd = the repo, for relative paths)."""
+        """Create ``venv`` and install the requirements into it (cwd = the repo, for relative paths):
+        with uv where it mirrors pip exactly (see harness/runtimes/installer.py), else with pip."""
         # A venv made by the grader's own interpreter cannot fail because of the candidate: GraderFault.
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "--progress-bar", "off",
-               "-r", str(requirements)]
-        steps: list[tuple[str, type[HarnessError], list[str]]] = [
-            ("create a virtualenv (python -m venv)", GraderFault, [sys.executable, "-m", "venv", str(venv)]),
-            (f"install {requirements.relative_to(self.repo_dir)} (pip install)", SubmissionError, pip),
-        ]
-        for what, blame, argv in steps:
-            with open(log_path, "ab") as log:
-                log.write(f"$ {' '.join(argv)}\n".encode())
-            box = None
-            if blame is SubmissionError and self.sandboxed:
-                box = self._build_sandbox(venv, env)
-                argv = box.wrap(argv, self.repo_dir)
-            sink = self._sink(log_path)
+        make_venv = [sys.executable, "-m", "venv", "--clear", str(venv)]
+        self._run_step("create a virtualenv (python -m venv)", GraderFault, make_venv, env, log_path, deadline, venv)
+        rel = requirements.relative_to(self.repo_dir)
+        plan = plan_install(venv, requirements, env, self.ctx.config.local.installer)
+        if plan.installer == "uv":
             try:
-                code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=env, stdout=sink.fd, stderr=sink.fd,
-                                           timeout_s=deadline - time.monotonic(),
-                                           preexec=box.preexec() if box is not None else None)
-            except OSError as exc:
-                raise GraderFault(f"could not {what}: {exc}", command=" ".join(argv)) from None
-            finally:
-                sink.wait()
-                if box is not None:
-                    self._stop_build_sandbox(box, venv)
-            if code != 0:
-                why = "it timed out (timeouts.build)" if stop else f"it exited with code {code}"
-                raise blame(f"could not {what}: {why}; the end of its log follows",
-                            details=clip(read_tail(log_path, 64_000), 8000), command=" ".join(argv))
+                self._run_step(f"install {rel} (uv pip install)", SubmissionError, plan.argv, {**env, **plan.env},
+                               log_path, deadline, venv, plan.readonly)
+                self._installer = {"installer": "uv"}
+                return
+            except SubmissionError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                # pip has the last word on whether the requirements install: start again with it.
+                why = str(exc).partition(": ")[2].partition(";")[0] or str(exc)
+                plan.reason = f"uv failed ({why}); pip ran instead"
+                self.ctx.progress(f"note: {plan.reason}")
+                self._run_step("create a virtualenv (python -m venv)", GraderFault, make_venv, env, log_path,
+                               deadline, venv)
+        pip = pip_plan(venv, requirements, plan.reason)
+        self._run_step(f"install {rel} (pip install)", SubmissionError, pip.argv, env, log_path, deadline, venv)
+        self._installer = {"installer": "pip", **({"installer_note": pip.reason} if pip.reason else {})}
 
-    def _build_sandbox(self, venv: Path, env: dict[str, str]) -> bwrap.Sandbox:
+    def _run_step(self, what: str, blame: type[HarnessError], argv: list[str], env: dict[str, str],
+                  log_path: Path, deadline: float, venv: Path, readonly: list[Path] | None = None) -> None:
+        """Run one build step, logged; candidate-blamed steps run in the build sandbox (``venv`` writable)."""
+        with open(log_path, "ab") as log:
+            log.write(f"$ {' '.join(argv)}\n".encode())
+        box = None
+        if blame is SubmissionError and self.sandboxed:
+            box = self._build_sandbox(venv, env, readonly or [])
+            argv = box.wrap(argv, self.repo_dir)
+        sink = self._sink(log_path)
+        try:
+            code, stop = spawn_bounded(argv, cwd=self.repo_dir, env=env, stdout=sink.fd, stderr=sink.fd,
+                                       timeout_s=deadline - time.monotonic(),
+                                       preexec=box.preexec() if box is not None else None)
+        except OSError as exc:
+            raise GraderFault(f"could not {what}: {exc}", command=" ".join(argv)) from None
+        finally:
+            sink.wait()
+            if box is not None:
+                self._stop_build_sandbox(box, venv)
+        if code != 0:
+            why = "it timed out (timeouts.build)" if stop else f"it exited with code {code}"
+            raise blame(f"could not {what}: {why}; the end of its log follows",
+                        details=clip(read_tail(log_path, 64_000), 8000), command=" ".join(argv))
+
+    def _build_sandbox(self, venv: Path, env: dict[str, str], extra_readonly: list[Path]) -> bwrap.Sandbox:
         """A sandbox for the dependency install: the package index is reachable (host network),
         the venv, the checkout and the scratch dirs are writable, nothing else of the machine is."""
         home, tmp = self._scratch_dirs()
         env["TMPDIR"] = str(tmp)  # pip unpacks large wheels: the work dir, not the small tmpfs
-        readonly = [*bwrap.grader_python_dirs()]
+        readonly = [*bwrap.grader_python_dirs(), *extra_readonly]
         for name in ("PIP_CONFIG_FILE", "PIP_CONSTRAINT", "PIP_CERT", "PIP_FIND_LINKS", "SSL_CERT_FILE",
                      "REQUESTS_CA_BUNDLE", "SSL_CERT_DIR"):
             for part in env.get(name, "").split():
