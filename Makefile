@@ -58,7 +58,7 @@ lint: $(VENV)/.installed  ## ruff and mypy, as configured in pyproject.toml
 bench: artifacts  ## timing benchmarks (artifact build, load generator vs wrk, grading wall time)
 	$(PY) benchmarks/build_artifacts.py
 	$(PY) benchmarks/load_benchmark.py
-	$(PY) benchmarks/grade_benchmark.py
+	$(PY) benchmarks/grade_benchmark.py --compare
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build dist reports .pytest_cache

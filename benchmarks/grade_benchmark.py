@@ -3,6 +3,12 @@ closing note needs: section scores, p99 at the default rate, detection delay per
 false alarms over the baseline phase.
 
     .venv/bin/python benchmarks/grade_benchmark.py [--candidate reference-fastapi] [--runtime local] [--runs 1]
+        [--compare]
+
+``--compare`` grades cold and cached twice in one run: first as the grader did before issue 11's
+speed-ups (pip for the candidate's env, the latency window always its full ``duration_s``), then
+with the defaults (uv, and a window that ends at ``min_duration_s`` once the verdict is settled),
+and prints the wall times side by side.
 """
 
 from __future__ import annotations
@@ -47,27 +53,55 @@ def _summary(label: str, report: GradeReport, wall: float) -> None:
         print(f"   rollback: {rb.message}; failed requests "
               f"{RollbackEvidence.of(failed).failed_requests if failed else None}")
 
+#: The grader as it was before issue 11's speed-ups: pip installs, full-length latency windows.
+BEFORE = {"local": {"installer": "pip"}, "load": {"min_duration_s": load_config().load.duration_s}}
+
+
+def _bench(repo: Path, runtime: str, artifacts: Path, cache: Path, runs: list[tuple[str, bool]],
+           extra: dict | None) -> list[tuple[str, float, float]]:
+    """Grade once per entry of ``runs``; (label, wall s, score) for each."""
+    out = []
+    for label, cold in runs:
+        if cold:
+            shutil.rmtree(cache, ignore_errors=True)
+        cfg = load_config(overrides={**(extra or {}), "local": {**(extra or {}).get("local", {}),
+                                                                "cache_dir": str(cache)}})
+        start = time.monotonic()
+        report = grade(GradeRequest(repo=str(repo), runtime=runtime, config=cfg, artifacts_dir=artifacts))
+        wall = time.monotonic() - start
+        _summary(label, report, wall)
+        out.append((label, wall, report.score))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", default="reference-fastapi")
     parser.add_argument("--runtime", default="local")
     parser.add_argument("--runs", type=int, default=1, help="cached runs after the cold one")
     parser.add_argument("--skip-cold", action="store_true", help="only measure cached runs")
+    parser.add_argument("--compare", action="store_true",
+                        help="grade as before issue 11's speed-ups (pip, full latency window) and as now, side by side")
     args = parser.parse_args()
     artifacts = ensure_artifacts()
     work = Path(tempfile.mkdtemp(prefix="grade-bench-"))
     try:
         repo = assemble(args.candidate, work / "repo", artifacts_dir=artifacts)
-        cache = work / "cache"
+        # --skip-cold measures against the grader's own env cache (never emptied here).
+        cache = load_config().local.resolved_cache_dir() if args.skip_cold else work / "cache"
         print(f"load average at start: {os.getloadavg()[0]:.2f} (2-core machine figures depend on it)")
         runs = ([("cold (empty env cache)", True)] if not args.skip_cold else []) + \
             [(f"cached #{i + 1}", False) for i in range(args.runs)]
-        for label, cold in runs:
-            overrides = {"local": {"cache_dir": str(cache)}} if (cold or not args.skip_cold) else None
-            cfg = load_config(overrides=overrides)
-            start = time.monotonic()
-            report = grade(GradeRequest(repo=str(repo), runtime=args.runtime, config=cfg, artifacts_dir=artifacts))
-            _summary(label, report, time.monotonic() - start)
+        if not args.compare:
+            _bench(repo, args.runtime, artifacts, cache, runs, None)
+            return 0
+        before = _bench(repo, args.runtime, artifacts, cache if args.skip_cold else work / "cache-before",
+                        [(f"before: {label}", cold) for label, cold in runs], BEFORE)
+        after = _bench(repo, args.runtime, artifacts, cache if args.skip_cold else work / "cache-after",
+                       [(f"after: {label}", cold) for label, cold in runs], None)
+        print("\n| grading | before (pip, full window) | after (uv, settled window) |\n|---|---:|---:|")
+        for (label, b_wall, b_score), (_, a_wall, a_score) in zip(before, after):
+            print(f"| {label.removeprefix('before: ')} | {b_wall:.1f} s ({b_score:g}) | {a_wall:.1f} s ({a_score:g}) |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
