@@ -216,6 +216,117 @@ def demo(
           artifacts=None, unsafe_local=unsafe)
 
 
+@app.command()
+def batch(
+    roster: Path = typer.Argument(..., help="CSV (header name,repo[,ref]) or YAML list of candidates."),
+    out_dir: Path = typer.Option(Path("reports/batch"), "--out", "-o", help="The batch folder: one subfolder "
+                                 "per candidate (<name>/<commit>/), batch.sqlite, cohort.csv and cohort.html."),
+    runtime: str = typer.Option("local", "--runtime", help=f"Where to deploy: {registry.choices_text()}."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="Gradings at once. 1 keeps latency honest "
+                             "on a small machine; each report says how many gradings shared it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a batch in --out: finished candidates are "
+                                "kept, unfinished ones graded again."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grader config YAML for every grading."),
+    cap: float = typer.Option(1800.0, "--cap", help="Wall-clock cap per grading, seconds: past it the grading "
+                              "is stopped (its teardown runs) and the batch goes on."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Reference artifacts dir."),
+) -> None:
+    """Grade a cohort: every candidate in ROSTER, each in its own process and folder, resumable.
+
+    Exit codes: 0 every candidate graded (any score), 1 some grading did not complete (broken,
+    timed out, crashed), 2 usage error (bad roster, folder holds another batch), 130 interrupted
+    (run again with --resume).
+    """
+    import threading
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from grader.batch.cohort import write_cohort
+    from grader.batch.roster import RosterError, load_roster
+    from grader.batch.runner import BatchOptions, run_batch
+    from grader.batch.state import BatchState, StateError
+    from grader.config import ConfigError, load_config
+
+    if runtime not in registry.NAMES:
+        err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(registry.NAMES)}")
+        raise typer.Exit(Exit.USAGE)
+    try:
+        entries = load_roster(roster)
+        load_config(config)  # a bad config is one error now, not one per candidate
+    except (RosterError, ConfigError) as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(Exit.USAGE) from None
+    state = BatchState(out_dir)
+    try:
+        counts = state.sync(entries, resume)
+    except StateError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(Exit.USAGE) from None
+    names = [e.name for e in entries]
+    todo = state.pending(names)
+    err.print(f"batch: {len(entries)} candidates, {len(todo)} to grade ({counts['kept']} already done), "
+              f"{jobs} at a time, into {out_dir}/", markup=False)
+    opts = BatchOptions(out_dir=out_dir, runtime=runtime, jobs=jobs, config=config, cap_s=cap, artifacts=artifacts)
+    stop = threading.Event()
+    interrupted = False
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        overall = bar.add_task("cohort", total=len(todo))
+        lines: dict[str, TaskID] = {}
+        lock = threading.Lock()
+
+        def progress(name: str, line: str) -> None:
+            with lock:
+                if name not in lines:
+                    lines[name] = bar.add_task("", total=None)
+                bar.update(lines[name], description=f"  {name}: {line[:90]}")
+
+        def done(name: str) -> None:
+            with lock:
+                if name in lines:
+                    bar.remove_task(lines.pop(name))
+                bar.advance(overall)
+                row = state.row(name)
+                bar.console.print(f"  {name}: {row.status or row.state}"
+                                  + (f", {row.score:g}/{row.max_score:g}" if row.score is not None else "")
+                                  + (f" ({row.wall_s:.0f} s)" if row.wall_s else ""), markup=False)
+            write_cohort(out_dir, state)
+
+        try:
+            run_batch(state, names, opts, progress, done, stop)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            err.print("interrupted: stopping the running gradings (their teardown runs); "
+                      "run the same command with --resume to finish", markup=False)
+    csv_path, html_path = write_cohort(out_dir, state)
+    rows = state.rows()
+    state.close()
+    unfinished = [r.name for r in rows if r.state != "done"]
+    failed = [r.name for r in rows if r.state == "done" and r.status != "completed"]
+    err.print(f"cohort: {csv_path}, {html_path}" + (f"; not completed: {', '.join(failed)}" if failed else "")
+              + (f"; still to grade: {', '.join(unfinished)}" if unfinished else ""), markup=False)
+    if interrupted or unfinished:
+        raise typer.Exit(Exit.INTERRUPTED)
+    raise typer.Exit(Exit.BELOW_MIN_SCORE if failed else Exit.OK)
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="A report.json, or the folder holding it."),
+    b: Path = typer.Argument(..., help="The other one."),
+) -> None:
+    """Two candidates side by side: total, every section, and each item whose points differ."""
+    from grader.batch.cohort import compare_table, load_report
+
+    try:
+        left, right = load_report(a), load_report(b)
+    except (OSError, ValueError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(Exit.USAGE) from None
+    out.print(compare_table(left, right), markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -9,6 +9,7 @@ check is a result that carries its evidence, never an exception; a crash becomes
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, Field, field_validator
@@ -186,6 +187,28 @@ class SeedInfo(BaseModel):
     fingerprint: str = Field(pattern=r"^[0-9a-f]{12}$")
 
 
+class MachineInfo(BaseModel):
+    """The machine the grading ran on, as far as it bears on latency: how many CPUs, and how many
+    gradings ran on it at once (``takehome batch --jobs``)."""
+
+    cpus: int | None = None
+    concurrent_gradings: int = 1
+    load_avg_1m: float | None = None  # at the start of the grading
+
+    @classmethod
+    def here(cls) -> "MachineInfo":
+        """This machine now; ``TAKEHOME_CONCURRENT_GRADINGS`` is set by ``takehome batch``."""
+        try:
+            shared = max(1, int(os.environ.get("TAKEHOME_CONCURRENT_GRADINGS", "1")))
+        except ValueError:
+            shared = 1
+        try:
+            load = round(os.getloadavg()[0], 2)
+        except OSError:
+            load = None
+        return cls(cpus=os.cpu_count(), concurrent_gradings=shared, load_avg_1m=load)
+
+
 class GradeReport(BaseModel):
     """Everything a grading run produced. Reports in every format are rendered from this alone."""
 
@@ -210,6 +233,7 @@ class GradeReport(BaseModel):
     grader_version: str | None = None
     #: How candidate code was isolated (sandbox, uid, limits) and every limit it hit.
     isolation: dict[str, Any] | None = None
+    machine: MachineInfo | None = None
 
     def section(self, section_id: str) -> SectionResult | None:
         """The section with this id, if scored."""

@@ -103,6 +103,9 @@ def _latency(report: GradeReport) -> list[str]:
     cells = [(label, getattr(lat, k)) for k, label in keys if getattr(lat, k) is not None]
     lines = ["### Load test", "", "| " + " | ".join(lbl for lbl, _ in cells) + " |",
              "|" + "---:|" * len(cells), "| " + " | ".join(num(v, 3) for _, v in cells) + " |", ""]
+    if report.machine is not None and report.machine.concurrent_gradings > 1:
+        lines += [f"> Measured while {report.machine.concurrent_gradings} gradings shared this "
+                  f"{report.machine.cpus or '?'}-CPU machine (takehome batch --jobs).", ""]
     if lat.saturated:
         lines += [f"> The load generator could not keep its schedule "
                   f"({md_text(lat.saturation_reason or 'saturated', 200)}): latency is inconclusive.", ""]
