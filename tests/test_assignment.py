@@ -217,8 +217,9 @@ def prompt_phrases(cfg: dict[str, Any]) -> list[str]:
         f"{g(ld['rate_rps'])} requests/s with {ld['schedule']} arrivals for {g(plan.duration_s)} s",
         f"the first {g(ld['warmup_s'])} s are a warm-up, not counted",
         f"about {g(int(plan.rate_rps * (plan.duration_s - plan.warmup_s)))} requests are measured",
-        f"The window ends after {g(plan.settle_from_s)} s",
-        f"(about {g(int(plan.rate_rps * (plan.settle_from_s - plan.warmup_s)))} requests measured)",
+        *([f"The window ends after {g(plan.settle_from_s)} s",
+           f"(about {g(int(plan.rate_rps * (plan.settle_from_s - plan.warmup_s)))} requests measured)"]
+          if plan.settle_from_s is not None else []),
         f"within {g(ld['timeout_s'])} s)", f"none at {g(th['correctness_zero_share'] * 100)}%",
         f"While {g(ld['rollback_rate_rps'])} requests/s keep flowing",
         f"under {g(th['latency_p99_ms'])} ms", f"under {g(th['latency_error_rate'] * 100)}%",
