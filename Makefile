@@ -12,7 +12,7 @@ CONFIG ?=
 MIN_SCORE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate retest
+.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate retest gradescope
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ artifacts: build/artifacts/manifest.json  ## build the reference dataset, models
 
 assignment: artifacts  ## write the candidate archive: make assignment FLAVOR=sklearn|torch
 	$(PY) -m assignment.build --flavor $(FLAVOR) --out dist/
+
+gradescope: artifacts  ## write the Gradescope autograder zip (needs TAKEHOME_SCENARIO_SEED): dist/gradescope-autograder.zip
+	$(PY) -m grader.gradescope_bundle --out dist/gradescope-autograder.zip --flavor $(FLAVOR)
 
 grade: artifacts  ## grade a repo: make grade CANDIDATE_REPO=<git URL or path> [RUNTIME=local] [CONFIG=my.yaml] [MIN_SCORE=80]
 	@test -n "$(CANDIDATE_REPO)" || { echo "usage: make grade CANDIDATE_REPO=<git URL or path> [RUNTIME=local|docker|kind] [CONFIG=file] [MIN_SCORE=N]"; exit 2; }

@@ -318,6 +318,10 @@ def test_gradescope_scores_sum_and_leaderboard() -> None:
     assert len(data["tests"]) == len(_items(report))
     assert data["leaderboard"] == [{"name": "p99_ms", "value": 184.2, "order": "asc"}]
     assert data["stdout_visibility"] == "visible"
+    # Which feature drifted and when the alarm fired stay hidden until the grades are published.
+    by_section = {t["number"].split(".")[0]: t["visibility"] for t in data["tests"]}
+    assert by_section["drift"] == by_section["observability"] == "after_published"
+    assert by_section["latency"] == by_section["rollback"] == "visible"
     title = RUBRIC["latency"]["items"]["p99_under_slo"]["title"]
     p99 = next(t for t in data["tests"] if t["name"] == f"Latency under load: {title}")
     assert p99["status"] == "failed" and "184.2" in p99["output"] and p99["max_score"] == 10

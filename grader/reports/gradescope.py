@@ -4,6 +4,10 @@ One test per rubric item (``"<section title>: <item title>"``), scored with the 
 the tests' scores sum to the report's score. A run that did not complete gets one extra test
 worth 0 of 0 points that carries ``report.error``, so the failure shows in Gradescope's UI. The
 leaderboard has ``p99_ms`` (lower is better) only when the latency phase measured a p99.
+
+Tests of sections whose messages and evidence name the hidden scenarios (which feature drifted,
+how many rows until the alarm, the scenario request ids the logs were searched for) are
+``after_published``: a candidate sees them only once the team publishes the grades.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from typing import Any
 from grader.reports._format import (RUN_BADGES, clean, evidence_text, latency_p99, pts, short,
                                     what_went_wrong)
 from grader.results import GradeReport
+
+
+#: Sections whose details would tell a candidate what the hidden scenarios are.
+HIDDEN_UNTIL_PUBLISHED = frozenset({"drift", "observability"})
 
 
 def _round(value: float) -> float:
@@ -45,7 +53,7 @@ def gradescope_data(report: GradeReport) -> dict[str, Any]:
                 "score": _round(item.points),
                 "max_score": _round(item.max_points),
                 "output": output,
-                "visibility": "visible",
+                "visibility": "after_published" if s.id in HIDDEN_UNTIL_PUBLISHED else "visible",
                 "status": "passed" if item.status == "pass" else "failed",
             })
     if report.status != "completed":
