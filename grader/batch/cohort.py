@@ -52,9 +52,13 @@ def cohort_rows(out_dir: Path, state: BatchState) -> list[dict[str, Any]]:
         out["p99_ms"] = (report.get("latency") or {}).get("p99_ms")
         detects = _item(report, "drift.detects_scenarios")
         scen = ((detects or {}).get("evidence") or {}).get("scenarios") or []
-        out["detection_delay_rows"] = "; ".join(f"{sc.get('scenario')}={sc.get('delay_rows')}" for sc in scen)
-        failed = _item(report, "rollback.no_failed_requests")
-        out["rollback_failed_requests"] = ((failed or {}).get("evidence") or {}).get("failed_requests")
+        # Rows until the alarm for a detected scenario; "missed" also for an alarm that never
+        # cleared before it (it does not count as detection either).
+        out["detection_delay_rows"] = "; ".join(
+            f"{str(sc.get('scenario')).split(':')[0]} {sc.get('delay_rows') if sc.get('detected') else 'missed'}"
+            for sc in scen)
+        restores = _item(report, "rollback.restores_v1")
+        out["rollback_failed_requests"] = ((restores or {}).get("evidence") or {}).get("failed_requests")
         out["grading_s"] = row.wall_s
         out["commit"] = (row.commit_id or "")[:12]
         out["attempts"] = row.attempts
@@ -99,7 +103,8 @@ def render_html(rows: list[dict[str, Any]], title: str) -> str:
                 text_html = f"<a href='{html.escape(r['report'])}'>{html.escape(text)}</a>"
             else:
                 text_html = html.escape(text)
-            cls = f" class='st-{html.escape(str(v))}'" if c == "status" else ""
+            cls = (f" class='st-{html.escape(str(v))}'" if c == "status" else
+                   " class='wide'" if c in ("name", "detection_delay_rows", "commit") else "")
             sort_v = "" if v is None else str(v)
             cells.append(f"<td data-v='{html.escape(sort_v)}'{cls}>{text_html}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -109,7 +114,7 @@ def render_html(rows: list[dict[str, Any]], title: str) -> str:
 body {{ font: 14px system-ui, sans-serif; margin: 1.5rem; color: #1b1f24; }}
 table {{ border-collapse: collapse; }} th, td {{ padding: .3rem .6rem; border-bottom: 1px solid #ddd; text-align: left; }}
 th {{ cursor: pointer; background: #f3f4f6; position: sticky; top: 0; }}
-td.st-completed {{ color: #116329; }} td.st-broken_submission, td.st-crashed, td.st-timed_out {{ color: #b42318; }}
+td.wide {{ white-space: nowrap; }} td.st-completed {{ color: #116329; }} td.st-broken_submission, td.st-crashed, td.st-timed_out {{ color: #b42318; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(rows)} candidates. Click a column to sort; a name opens that candidate's report.</p>
