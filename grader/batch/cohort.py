@@ -114,7 +114,8 @@ def render_html(rows: list[dict[str, Any]], title: str) -> str:
 body {{ font: 14px system-ui, sans-serif; margin: 1.5rem; color: #1b1f24; }}
 table {{ border-collapse: collapse; }} th, td {{ padding: .3rem .6rem; border-bottom: 1px solid #ddd; text-align: left; }}
 th {{ cursor: pointer; background: #f3f4f6; position: sticky; top: 0; }}
-td.wide {{ white-space: nowrap; }} td.st-completed {{ color: #116329; }} td.st-broken_submission, td.st-crashed, td.st-timed_out {{ color: #b42318; }}
+td.wide {{ white-space: nowrap; }}
+td.st-completed {{ color: #116329; }} td.st-broken_submission, td.st-crashed, td.st-timed_out {{ color: #b42318; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(rows)} candidates. Click a column to sort; a name opens that candidate's report.</p>
