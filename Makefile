@@ -47,7 +47,7 @@ grade: artifacts  ## grade a repo: make grade CANDIDATE_REPO=<git URL or path> [
 	$(VENV)/bin/takehome grade --repo "$(CANDIDATE_REPO)" --runtime $(RUNTIME) --out $(OUT) \
 		$(if $(CONFIG),--config $(CONFIG)) $(if $(MIN_SCORE),--min-score $(MIN_SCORE))
 
-demo: artifacts  ## set up, then grade the bundled reference solution on the local runtime and print the scorecard
+demo: artifacts  ## set up, then grade the bundled reference solution on the local runtime and print a summary
 	$(VENV)/bin/takehome demo --out $(OUT)/demo
 
 test: artifacts  ## run the test suite (docker tests run when an engine is up; kind tests when kind is installed)

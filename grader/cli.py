@@ -67,6 +67,7 @@ def grade(
     unsafe_local: bool = typer.Option(False, "--unsafe-local", help="On the local runtime, run candidate code "
                                       "WITHOUT the bubblewrap sandbox (for machines without bwrap or user "
                                       "namespaces; only for code you trust). The report says so."),
+    full: bool = typer.Option(False, "--full", help="Print the whole scorecard instead of the summary."),
 ) -> None:
     """Grade one candidate repo and write report.json, scorecard.md, report.html, junit.xml, results.json.
 
@@ -77,6 +78,7 @@ def grade(
     from grader.config import ConfigError, load_config
     from grader.lifecycle import GradeRequest, grade as run_grade
     from grader.reports.markdown import render_markdown
+    from grader.reports.terminal import render_summary
     from grader.reports.write import write_reports
 
     if runtime not in registry.NAMES:
@@ -102,7 +104,8 @@ def grade(
     report = run_grade(GradeRequest(repo=repo, runtime=runtime, ref=ref, config=cfg, artifacts_dir=artifacts,
                                     keep=keep, progress=progress))
     paths = write_reports(report, out_dir)
-    out.print(render_markdown(report), markup=False)
+    # soft_wrap: no hard wrap at the console width when stdout is a pipe or a CI log.
+    out.print(render_markdown(report) if full else render_summary(report, paths), markup=False, soft_wrap=True)
     progress(f"score {report.score:g} / {report.max_score:g} ({report.status}); reports in {out_dir}/: "
              + ", ".join(p.name for p in paths.values()))
     raise typer.Exit(exit_code_for(report.status, report.score, min_score))
@@ -213,7 +216,7 @@ def demo(
                      f"For candidates' code, {install_hint()}")
             unsafe = True
     grade(repo=str(repo), runtime=runtime, ref=None, config=None, out_dir=out_dir, min_score=None, keep=False,
-          artifacts=None, unsafe_local=unsafe)
+          artifacts=None, unsafe_local=unsafe, full=False)
 
 
 @app.command()

@@ -488,3 +488,24 @@ def test_a_graded_report_names_the_seeds_source_never_its_value(tmp_path: Path,
     spellings = {str(secret), f"{secret:_}", f"{secret:,}", f"{secret:x}", str(secret + 1), str(secret + 101)}
     for fmt, text in [*texts.items(), ("progress", "\n".join(said))]:
         assert not [s for s in spellings if s in text], fmt
+
+
+# ------------------------------------------------------------------ terminal summary ----------
+def test_terminal_summary_lists_the_biggest_losses_first_and_where_the_reports_are(tmp_path: Path) -> None:
+    from grader.reports._format import pts
+    from grader.reports.terminal import TOP_LOST, render_summary
+
+    report = full_report()
+    paths = {"json": tmp_path / "report.json", "html": tmp_path / "report.html"}
+    text = render_summary(report, paths)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"Score {pts(report.score, report.max_score)} (completed)")
+    assert len(lines) < 30  # a screenful, not the scorecard
+    assert all(f"{s.title}" in text for s in report.sections)
+    losses = [float(line.split()[0].lstrip("-")) for line in lines if line.startswith("  -")]
+    assert losses and losses == sorted(losses, reverse=True) and len(losses) <= TOP_LOST
+    items = [i for s in report.sections for i in s.items]
+    assert losses[0] == max(i.max_points - i.points for i in items)
+    assert f"Reports in {tmp_path}/: report.json, report.html" in text
+    broken = render_summary(broken_report())
+    assert "broken submission" in broken.splitlines()[0] and "fastapi" in broken
