@@ -509,3 +509,24 @@ def test_terminal_summary_lists_the_biggest_losses_first_and_where_the_reports_a
     assert f"Reports in {tmp_path}/: report.json, report.html" in text
     broken = render_summary(broken_report())
     assert "broken submission" in broken.splitlines()[0] and "fastapi" in broken
+
+
+def test_where_the_points_went_comes_first_with_a_question_per_loss() -> None:
+    from grader.reports._format import lost_points
+
+    report = full_report()
+    lost = lost_points(report)
+    assert lost and [i.max_points - i.points for i in lost] == sorted((i.max_points - i.points for i in lost),
+                                                                      reverse=True)
+    md = render_markdown(report)
+    assert md.index("## Where the points went") < md.index("## Score by section")
+    assert md.count("| -") >= len(lost)
+    page = render_html(report)
+    assert page.index("Where the points went") < page.index("Score by section")
+    assert page.count("<td>-") == len(lost)
+    # Bars say how full a section is by colour, not only by length.
+    fractions = {s.id: s.points / s.max_points for s in report.sections if s.max_points}
+    expected = {"ok" if f >= 1 else "warn" if f >= 0.5 else "bad" for f in fractions.values()}
+    table = page[page.index("Score by section"):page.index("</table>", page.index("Score by section"))]
+    assert {c for c in ("ok", "warn", "bad") if f'<span class="{c}" style="width' in table} == expected
+    assert "Where the points went" not in render_markdown(report.model_copy(update={"sections": []}))

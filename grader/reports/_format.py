@@ -271,6 +271,19 @@ def isolation_summary(report: GradeReport) -> str:
     return clean(str(iso.get("detail") or kind))
 
 
+def lost_points(report: GradeReport) -> list[ItemResult]:
+    """Every item that lost points, the largest loss first (ties in rubric order)."""
+    items = [i for sec in report.sections for i in sec.items if i.max_points - i.points > 1e-9]
+    return sorted(items, key=lambda i: i.points - i.max_points)
+
+
+def fraction_class(points: float, max_points: float) -> str:
+    """``ok`` (full marks), ``warn`` (at least half) or ``bad``: the colour of a score bar."""
+    if not max_points or points >= max_points - 1e-9:
+        return "ok"
+    return "warn" if points >= max_points / 2 else "bad"
+
+
 def what_went_wrong(report: GradeReport) -> str:
     """A one-paragraph explanation for a run that did not complete."""
     lead = {

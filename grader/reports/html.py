@@ -14,8 +14,9 @@ from typing import Callable
 
 from grader.reports import plots
 from grader.reports._format import (ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean, duration,
-                                    evidence_view, header_facts, num, pts, short, what_went_wrong)
-from grader.reports.followups import followup_questions
+                                    evidence_view, fraction_class, header_facts, lost_points, num, pts, short,
+                                    what_went_wrong)
+from grader.reports.followups import followup_questions, question_for
 from grader.results import GradeReport, ItemResult, SectionResult
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ h3{font-size:15px;margin:0;display:flex;justify-content:space-between;gap:12px}
 .score{font-size:28px;font-weight:700}
 .bar{height:10px;background:var(--line);border-radius:5px;overflow:hidden;margin:6px 0}
 .bar>span{display:block;height:100%;background:var(--ok)}
+.bar>span.warn{background:var(--warn)}.bar>span.bad{background:var(--bad)}
+.lost td:first-child{white-space:nowrap;font-weight:600;color:var(--bad)}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;
  color:#fff;background:var(--muted);white-space:nowrap}
 .s-pass,.s-ok,.s-completed{background:var(--ok)}.s-partial{background:var(--warn)}
@@ -85,7 +88,8 @@ def _header(report: GradeReport) -> str:
             f'<div>{_badge(report.status, word)}</div>'
             f'<div class="score">{e(pts(report.score, report.max_score))}'
             f' <span class="muted">({pct:.0f}%)</span></div>'
-            f'<div class="bar"><span style="width:{max(0.0, min(100.0, pct)):.1f}%"></span></div>'
+            f'<div class="bar"><span class="{fraction_class(report.score, report.max_score)}"'
+            f' style="width:{max(0.0, min(100.0, pct)):.1f}%"></span></div>'
             f'<dl class="facts">{facts}</dl></header>')
 
 
@@ -97,6 +101,18 @@ def _alert(report: GradeReport) -> str:
             f"<p><strong>{e(what_went_wrong(report))}</strong></p><pre>{e(error)}</pre></section>")
 
 
+def _lost(report: GradeReport) -> str:
+    """Where the points went: each item that lost points, the loss, the reason and the question to ask."""
+    lost = lost_points(report)
+    if not lost:
+        return ""
+    rows = "".join(f'<tr><td>-{e(num(i.max_points - i.points))}</td><td><a href="#s-{e(i.section)}">'
+                   f"{e(i.title)}</a><br><span class=\"muted\">{e(short(i.message, 240))}</span></td>"
+                   f"<td>{e(question_for(i, report))}</td></tr>" for i in lost)
+    return ('<section class="card"><h2>Where the points went</h2><table class="lost"><tr><th>Lost</th>'
+            "<th>Item and reason</th><th>Ask in the interview</th></tr>" + rows + "</table></section>")
+
+
 def _summary_table(report: GradeReport) -> str:
     if not report.sections:
         return '<section class="card"><h2>Score by section</h2><p>No section was scored.</p></section>'
@@ -105,8 +121,8 @@ def _summary_table(report: GradeReport) -> str:
         pct = 100.0 * s.points / s.max_points if s.max_points else 0.0
         rows.append(f'<tr><td><a href="#s-{e(s.id)}">{e(s.title)}</a></td>'
                     f'<td class="num">{e(num(s.points))}</td><td class="num">{e(num(s.max_points))}</td>'
-                    f'<td style="width:30%"><div class="bar"><span style="width:{pct:.1f}%"></span>'
-                    f"</div></td></tr>")
+                    f'<td style="width:30%"><div class="bar"><span class="{fraction_class(s.points, s.max_points)}"'
+                    f' style="width:{pct:.1f}%"></span></div></td></tr>')
     rows.append(f'<tr><th>Total</th><th class="num">{e(num(report.score))}</th>'
                 f'<th class="num">{e(num(report.max_score))}</th><th></th></tr>')
     return ('<section class="card"><h2>Score by section</h2><table><tr><th>Section</th>'
@@ -189,7 +205,7 @@ def render_html(report: GradeReport) -> str:
         footer += f" · config {report.config_digest}"
     if report.seed:
         footer += f" · seed {report.seed.source} {report.seed.fingerprint}"
-    body = (_header(report) + _alert(report) + _summary_table(report)
+    body = (_header(report) + _alert(report) + _lost(report) + _summary_table(report)
             + "".join(_section(report, s) for s in report.sections) + _orphan_plots(report)
             + _phases(report) + _followups(report))
     title = f"Grade: {short(report.candidate.name or report.candidate.repo, 80)} — {num(report.score)}" \

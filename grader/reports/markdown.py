@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 
 from grader.reports._format import (ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean, duration,
-                                    evidence_view, header_facts, num, pts, short,
+                                    evidence_view, header_facts, lost_points, num, pts, short,
                                     what_went_wrong)
-from grader.reports.followups import followup_questions
+from grader.reports.followups import followup_questions, question_for
 from grader.results import GradeReport, ItemResult, SectionResult
 
 #: GitHub rejects job summaries over 1 MiB; stay well below it.
@@ -56,6 +56,17 @@ def _what_went_wrong(report: GradeReport) -> list[str]:
         return []
     lines = ["## ⚠️ What went wrong", "", f"> **{md_text(what_went_wrong(report), 600)}**", ""]
     lines += md_block(clean(report.error or "(no error text was recorded)")[-4000:])
+    return lines + [""]
+
+
+def _where_points_went(report: GradeReport) -> list[str]:
+    lost = lost_points(report)
+    if not lost:
+        return []
+    lines = ["## Where the points went", "", "| Lost | Item | Reason | Ask in the interview |", "|---:|---|---|---|"]
+    for i in lost:
+        lines.append(f"| -{num(i.max_points - i.points)} | {md_text(i.title, 80)} | {md_text(short(i.message, 200), 220)} "
+                     f"| {md_text(question_for(i, report), 400)} |")
     return lines + [""]
 
 
@@ -149,7 +160,7 @@ def _footer(report: GradeReport) -> list[str]:
 def render_markdown(report: GradeReport) -> str:
     """The scorecard: header, what went wrong, section table, items with evidence, load test,
     phases and follow-up questions (``report.followups``, or computed when empty)."""
-    lines = _header(report) + _what_went_wrong(report) + _section_table(report)
+    lines = _header(report) + _what_went_wrong(report) + _where_points_went(report) + _section_table(report)
     if report.sections:
         lines += ["## Details", ""]
         for section in report.sections:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.reports._format import RUN_BADGES, clean, duration, pts, short, what_went_wrong
+from grader.reports._format import RUN_BADGES, clean, duration, lost_points, pts, short, what_went_wrong
 from grader.results import GradeReport
 
 #: Lost-point items listed; the rest are in the scorecard.
@@ -32,8 +32,7 @@ def render_summary(report: GradeReport, paths: dict[str, Path] | None = None) ->
     width = max((len(s.title) for s in report.sections), default=0)
     for s in report.sections:
         lines.append(f"  {clean(s.title):<{width}}  {_bar(s.points, s.max_points)}  {pts(s.points, s.max_points)}")
-    lost = sorted((i for s in report.sections for i in s.items if i.max_points - i.points > 1e-9),
-                  key=lambda i: i.points - i.max_points)
+    lost = lost_points(report)
     if lost:
         lines.append("Where the points went:")
         for item in lost[:TOP_LOST]:
