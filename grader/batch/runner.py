@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.batch.state import BatchState, Row
+from harness.processes import kill_group
 
 #: After SIGTERM at the cap, this long for the grading's own teardown before SIGKILL.
 TERM_GRACE_S = 90.0
 _INCOMING = ".incoming"
+#: The ``takehome`` command with this interpreter (the console script may not be on PATH).
+TAKEHOME = [sys.executable, "-c", "from grader.cli import main; main()"]
 
 Progress = Callable[[str, str], None]  # (candidate name, its latest progress line)
 
@@ -48,7 +51,7 @@ class BatchOptions:
 
 def grading_argv(row: Row, opts: BatchOptions, out: Path) -> list[str]:
     """The ``takehome grade`` command for one candidate."""
-    argv = [sys.executable, "-c", "from grader.cli import main; main()", "grade", "--repo", row.repo,
+    argv = [*TAKEHOME, "grade", "--repo", row.repo,
             "--runtime", opts.runtime, "--out", str(out)]
     if row.ref:
         argv += ["--ref", row.ref]
@@ -67,13 +70,6 @@ def _die_with_parent() -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
-
-
-def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
         pass
 
 
@@ -110,11 +106,11 @@ def grade_one(row: Row, opts: BatchOptions, state: BatchState, progress: Progres
         while proc.poll() is None:
             if stop.is_set() or time.monotonic() > deadline:
                 timed_out = not stop.is_set()
-                _kill_group(proc, signal.SIGTERM)
+                kill_group(proc.pid, signal.SIGTERM)
                 try:
                     proc.wait(TERM_GRACE_S)
                 except subprocess.TimeoutExpired:
-                    _kill_group(proc, signal.SIGKILL)
+                    kill_group(proc.pid, signal.SIGKILL)
                     proc.wait()
                     _cleanup_leftovers()
                 break
@@ -157,7 +153,7 @@ def _read_report(folder: Path) -> dict | None:
 
 def _cleanup_leftovers() -> None:
     """``takehome cleanup`` for a grading that had to be SIGKILLed (its own teardown never ran)."""
-    subprocess.run([sys.executable, "-c", "from grader.cli import main; main()", "cleanup"],
+    subprocess.run([*TAKEHOME, "cleanup"],
                    stdin=subprocess.DEVNULL, capture_output=True, timeout=300, check=False)
 
 

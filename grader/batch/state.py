@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.batch.roster import RosterEntry
+from harness.processes import kill_group
 
 STATE_FILE = "batch.sqlite"
 
@@ -82,18 +83,13 @@ def _stop_orphan(pid: int | None, grace_s: float = 90.0) -> None:
     if not _alive(pid):
         return
     assert pid is not None
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
+    if not kill_group(pid, signal.SIGTERM):
         return
     end = time.monotonic() + grace_s
     while _alive(pid) and time.monotonic() < end:
         time.sleep(0.2)
     if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_group(pid, signal.SIGKILL)
 
 
 class BatchState:
