@@ -16,7 +16,7 @@ from grader.results import LatencySummary, Outcome
 from grader.session import Deadline, GradingSession
 from harness.load.records import ERR_CLIENT_PREFIX, ERR_TIMEOUT, RequestRecord, RequestSpec
 from harness.load.runner import LoadPlan, Settled, run_open_loop
-from harness.load.stats import MIN_SAMPLES_FOR_P99, P99_INTERVAL_CONFIDENCE, LatencyStats
+from harness.load.stats import MIN_SAMPLES_FOR_P99, P99_INTERVAL_CONFIDENCE, LatencyStats, quantile_ranks
 from harness.protocol import encode_request
 from harness.traffic.baseline import baseline_records
 
@@ -45,11 +45,8 @@ def settled_pass(slo_ms: float, warmup_s: float, max_send_lag_ms: float) -> Sett
     failing service, a lagging generator, a p99 near the SLO) runs the whole window, which
     is what partial credit is measured on.
     """
-    from scipy.stats import binom
-
     # The upper rank depends only on n; computed once per n on the event loop (microseconds after).
-    upper_rank = functools.lru_cache(maxsize=64)(
-        lambda n: int(binom.ppf(1.0 - (1.0 - P99_INTERVAL_CONFIDENCE) / 2.0, n, 0.99)) + 1)
+    upper_rank = functools.lru_cache(maxsize=64)(lambda n: quantile_ranks(n, 0.99, P99_INTERVAL_CONFIDENCE)[1])
 
     def settled(records: list[RequestRecord], _t: float) -> bool:
         measured = [r for r in records if r.intended_s >= warmup_s]

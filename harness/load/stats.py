@@ -31,6 +31,16 @@ P99_INTERVAL_CONFIDENCE = 0.95
 _SPECTRUM = [round(100.0 * (1.0 - 10.0 ** (-k / 10.0)), 6) for k in range(0, 51)]
 
 
+def quantile_ranks(n: int, q: float = 0.99, confidence: float = P99_INTERVAL_CONFIDENCE) -> tuple[int, int]:
+    """1-based ranks of the order statistics X(lo) .. X(hi) that bracket the ``q`` quantile of
+    ``n`` samples with ``confidence`` (distribution-free: the count below it is Binomial(n, q)).
+    Either may fall outside 1..n when the sample is too small."""
+    from scipy.stats import binom  # scipy comes with scikit-learn; imported only when asked
+
+    alpha = (1.0 - confidence) / 2.0
+    return int(binom.ppf(alpha, n, q)), int(binom.ppf(1.0 - alpha, n, q)) + 1
+
+
 def _new_hist(lowest_us: int, highest_us: int, sig_digits: int) -> HdrHistogram:
     return HdrHistogram(lowest_us, highest_us, sig_digits)
 
@@ -181,11 +191,7 @@ class LatencyStats:
         n = self.count
         if n == 0:
             return None
-        from scipy.stats import binom  # scipy comes with scikit-learn; imported only when asked
-
-        alpha = (1.0 - confidence) / 2.0
-        lo_rank = int(binom.ppf(alpha, n, q))  # ranks are 1-based: X(lo_rank) .. X(hi_rank)
-        hi_rank = int(binom.ppf(1.0 - alpha, n, q)) + 1
+        lo_rank, hi_rank = quantile_ranks(n, q, confidence)
         if lo_rank < 1 or hi_rank > n:
             return None
         return (self._value_at_rank_ms(lo_rank), self._value_at_rank_ms(hi_rank))
