@@ -196,6 +196,7 @@ def contract_models() -> list[type[BaseModel]]:
 
 def contract_context() -> dict[str, Any]:
     """Everything ``CONTRACT.md.j2`` reads."""
+    from grader.checks.observability import REPLAY_REQUESTS, REPLAY_ROWS
     from harness.contract import CONTRACT_FILENAME, CONTRACT_VERSION
     from harness.limits import CONTRACT_MAX_BYTES, MAX_RESPONSE_BYTES, MiB
     from harness.observers.factory import READ_TIMEOUT_S
@@ -209,7 +210,8 @@ def contract_context() -> dict[str, Any]:
             "feature_order": FEATURES, "v2_datatypes": V2_DATATYPES, "nullable": sorted(NULLABLE_FEATURES),
             "features": feature_schema()["features"], "drift_read_timeout_s": READ_TIMEOUT_S,
             "log_search_mib": LOG_FILE_CAP // 2**20, "contract_max_kib": CONTRACT_MAX_BYTES // 1024,
-            "response_max_mib": MAX_RESPONSE_BYTES // MiB}
+            "response_max_mib": MAX_RESPONSE_BYTES // MiB, "replay_requests": REPLAY_REQUESTS,
+            "replay_rows": REPLAY_ROWS}
 
 
 def render_contract() -> str:

@@ -68,6 +68,8 @@ def grade(
                                       "WITHOUT the bubblewrap sandbox (for machines without bwrap or user "
                                       "namespaces; only for code you trust). The report says so."),
     full: bool = typer.Option(False, "--full", help="Print the whole scorecard instead of the summary."),
+    audience: str = typer.Option("team", "--audience", help="team: everything; candidate: a report a candidate "
+                                 "may read (scores kept, the hidden drift scenarios withheld)."),
 ) -> None:
     """Grade one candidate repo and write report.json, scorecard.md, report.html, junit.xml, results.json.
 
@@ -84,6 +86,8 @@ def grade(
     if runtime not in registry.NAMES:
         err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(registry.NAMES)}")
         raise typer.Exit(Exit.USAGE)
+    _check_audience(audience)
+    from grader.reports.audience import for_audience
     from harness.fetch import local_source_problem
 
     # A path that is not there is the operator's typo, not a broken submission: no report, no score.
@@ -103,12 +107,53 @@ def grade(
     progress(f"grading {repo} on the {runtime} runtime")
     report = run_grade(GradeRequest(repo=repo, runtime=runtime, ref=ref, config=cfg, artifacts_dir=artifacts,
                                     keep=keep, progress=progress))
+    report = for_audience(report, audience)  # type: ignore[arg-type]
     paths = write_reports(report, out_dir)
     # soft_wrap: no hard wrap at the console width when stdout is a pipe or a CI log.
     out.print(render_markdown(report) if full else render_summary(report, paths), markup=False, soft_wrap=True)
     progress(f"score {report.score:g} / {report.max_score:g} ({report.status}); reports in {out_dir}/: "
              + ", ".join(p.name for p in paths.values()))
     raise typer.Exit(exit_code_for(report.status, report.score, min_score))
+
+
+def _check_audience(audience: str) -> None:
+    from grader.reports.audience import AUDIENCES
+
+    if audience not in AUDIENCES:
+        err.print(f"error: unknown audience {audience!r}; choose one of: {', '.join(AUDIENCES)}")
+        raise typer.Exit(Exit.USAGE)
+
+
+@app.command("report")
+def rerender(
+    report_json: Path = typer.Argument(..., help="A report.json written by takehome grade."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Where the reports are written (not the report's "
+                                 "own folder: its files would be replaced)."),
+    audience: str = typer.Option("team", "--audience", help="team: everything; candidate: the hidden drift "
+                                 "scenarios withheld, every score kept (a copy to send the candidate)."),
+) -> None:
+    """Write every report format again from a report.json, for the team or for the candidate.
+
+    Exit codes: 0 written, 2 the report cannot be read or the folder is the report's own.
+    """
+    from pydantic import ValidationError
+
+    from grader.reports.audience import for_audience
+    from grader.reports.write import write_reports
+    from grader.results import GradeReport
+
+    _check_audience(audience)
+    try:
+        report = GradeReport.model_validate_json(report_json.read_bytes())
+    except (OSError, ValidationError, ValueError) as exc:
+        err.print(f"error: cannot read {report_json} as a grader report: {str(exc)[:300]}", markup=False)
+        raise typer.Exit(Exit.USAGE) from None
+    if out_dir.resolve() == report_json.resolve().parent:
+        err.print(f"error: --out {out_dir} is the folder of {report_json.name}; choose another folder",
+                  markup=False)
+        raise typer.Exit(Exit.USAGE)
+    paths = write_reports(for_audience(report, audience), out_dir)  # type: ignore[arg-type]
+    out.print(f"{audience} reports in {out_dir}/: " + ", ".join(p.name for p in paths.values()), markup=False)
 
 
 @app.command()

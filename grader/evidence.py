@@ -232,3 +232,7 @@ class ObservabilityEvidence(Evidence):
     found: list[str] | None = None
     missing: list[str] | None = None
     log_bytes_searched: int | None = None
+    # request_replay: one row per request (its id, how its inputs were read, the result)
+    replayed: list[dict[str, Any]] | None = None
+    atol: Num | None = None
+    failing_request: dict[str, Any] | None = None

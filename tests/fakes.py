@@ -225,6 +225,7 @@ class StubService:
                  request_id_header: str = "X-Request-ID", reference: ReferenceModels | None = None,
                  validate: bool = True, invalid_status: int = 422, max_body_bytes: int = 1 << 20,
                  log_request_ids: bool | Callable[[Received], bool] = True,
+                 log_inputs: bool | Callable[[list[dict]], Any] = True,
                  metrics: str | Callable[["StubService"], str] | None = None,
                  routes: dict[tuple[str, str], Route] | None = None, clock: Clock | None = None,
                  host: str = "127.0.0.1") -> None:
@@ -237,6 +238,7 @@ class StubService:
         self.invalid_status = invalid_status
         self.max_body_bytes = max_body_bytes
         self.log_request_ids = log_request_ids
+        self.log_inputs = log_inputs  # False: ids without payloads; a callable: what to log for the rows
         self.metrics = metrics
         self.routes: dict[tuple[str, str], Route] = dict(routes or {})
         self.clock = clock or Clock()
@@ -432,7 +434,10 @@ class StubService:
             h.wfile.write(data)
         should_log = self.log_request_ids(req) if callable(self.log_request_ids) else self.log_request_ids
         if should_log:
-            self.log(f"{req.method} {req.path} status={out.status} request_id={req.request_id or '-'}")
+            record = {"method": req.method, "path": req.path, "status": out.status, "request_id": req.request_id}
+            if req.rows and self.log_inputs:  # what a replay needs (the contract's request logging)
+                record["instances"] = self.log_inputs(req.rows) if callable(self.log_inputs) else req.rows
+            self.log(json.dumps(record))
 
     def _route(self, req: Received, body: bytes) -> Reply:
         handler = self.routes.get((req.method, req.path))

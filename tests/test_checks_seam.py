@@ -276,6 +276,34 @@ def test_request_ids_are_read_as_soon_as_the_logs_hold_them_and_waited_for_while
     assert late.status == "pass" and len(reads) == 3 and 0.25 <= late_wait < 2.0, (late.message, late_wait)
 
 
+def test_a_request_replayed_from_its_log_record_must_get_the_served_predictions() -> None:
+    """Ids without payloads (calibration's flawed-replay-no-inputs) and payloads that are not what
+    was scored lose the replay item; the ids item does not care."""
+    def swapped(rows: list[dict]) -> list[dict]:  # logs the rows after a buggy copy: two features swapped
+        a, b = NUMERIC_FEATURES[0], NUMERIC_FEATURES[1]
+        return [{**r, a: r[b], b: r[a]} for r in rows]
+
+    outcomes = {}
+    for name, log_inputs in (("full", True), ("ids only", False), ("lists", lambda rows: [[r[f] for f in FEATURES]
+                                                                                          for r in rows]),
+                             ("swapped", swapped)):
+        with StubService(log_inputs=log_inputs) as stub:
+            s = make_session(stub)
+            outcomes[name] = run_check(s, "observability")
+            close_session(s)
+    for name in ("full", "lists"):
+        replay = outcomes[name]["request_replay"]
+        assert replay.status == "pass", (name, replay.message)
+        assert all(r["match"] and r["rows_logged"] == 4 for r in replay.evidence["replayed"]), replay.evidence
+    ids_only = outcomes["ids only"]
+    assert ids_only["request_id_logged"].status == "pass", ids_only["request_id_logged"].message
+    assert ids_only["request_replay"].status == "fail" and "no inputs" in ids_only["request_replay"].message
+    assert ids_only["request_replay"].evidence["replayed"][0]["record_keys"] == ["method", "path", "request_id",
+                                                                                "status"]
+    bad = outcomes["swapped"]["request_replay"]
+    assert bad.status == "fail" and "differ" in bad.message, bad.message
+
+
 # A monitor that never fires earns nothing for its silence; one that always fires detects nothing
 # (the alarm never goes from quiet to firing): both lose the whole section, as calibration expects.
 @pytest.mark.parametrize("observer", ["always", "never"])

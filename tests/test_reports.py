@@ -102,6 +102,15 @@ FULL_OUTCOMES: dict[str, tuple[str, float, str, dict[str, Any]]] = {
     "metrics_endpoint": ("pass", 1.0, "12 metric families, 80 samples", {
         "families": ["http_requests", "predict_latency_seconds"]}),
     "request_id_logged": ("skipped", 0.0, "no log source declared in the contract", {}),
+    "request_replay": ("partial", 2 / 3, "2 of 3 requests replayed from their log records got the served "
+                       "predictions; tk-1-replay-3: record found, but no inputs the grader can read", {
+                           "atol": 1e-4, "replayed": [
+                               {"request_id": "tk-1-replay-1", "inputs": "instances (instances by feature name)",
+                                "rows_logged": 4, "max_abs_diff": 0.0, "result": "same predictions", "match": True},
+                               {"request_id": "tk-1-replay-2", "inputs": "instances (instances by feature name)",
+                                "rows_logged": 4, "max_abs_diff": 0.0, "result": "same predictions", "match": True},
+                               {"request_id": "tk-1-replay-3", "records": 1, "record_keys": ["request_id", "status"],
+                                "result": "record found, but no inputs the grader can read"}]}),
 }
 
 
@@ -280,7 +289,7 @@ def test_junit_failures_match_failed_and_partial_items() -> None:
     suites = _suites(render_junit(report))
     section_ids = [s.id for s in report.sections]
     failures = sum(len(suites[sid].findall("testcase/failure")) for sid in section_ids)
-    assert failures == sum(i.status in ("fail", "partial") for i in _items(report)) == 7
+    assert failures == sum(i.status in ("fail", "partial") for i in _items(report)) == 8
     assert sum(int(suites[sid].get("failures")) for sid in section_ids) == failures
     assert len(suites["observability"].findall("testcase/skipped")) == 1
     case = suites["deployment"].find("testcase[@name='deployment.v1_served']")
@@ -370,9 +379,9 @@ def test_followups_ordered_by_points_lost_with_evidence() -> None:
     order = ["At 50 req/s open-loop your p99 was 184.2 ms against a 100 ms SLO",
              "false alarm at 7 of 40 polls over 2000 in-distribution rows",
              "missed 2 of 5 drift scenarios (unit_change, frozen_feature)",
-             "could not check \"Request id",
              "dropped 12 request(s) of 600 during the switch (e.g. connect: Connection refused)",
              "missing feature -> 500; oversized body (~12 MB) -> server disconnected",
+             "could not check \"Request id",
              "in 3 of 5 scenarios (for unit_change the alarm named no feature; the drifted feature was f2)",
              "median of 650 drifted rows to fire (slowest: missing_spike at 900 rows; "
              "full credit within 500)"]
@@ -530,3 +539,34 @@ def test_where_the_points_went_comes_first_with_a_question_per_loss() -> None:
     table = page[page.index("Score by section"):page.index("</table>", page.index("Score by section"))]
     assert {c for c in ("ok", "warn", "bad") if f'<span class="{c}" style="width' in table} == expected
     assert "Where the points went" not in render_markdown(report.model_copy(update={"sections": []}))
+
+
+def test_the_candidates_copy_withholds_the_hidden_scenarios_and_keeps_every_score(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from grader import cli
+    from grader.reports.audience import for_candidate
+
+    team = full_report()
+    team.followups = followup_questions(team)
+    mine = for_candidate(team)
+    assert [(i.id, i.points, i.status) for i in _items(mine)] == [(i.id, i.points, i.status) for i in _items(team)]
+    assert mine.score == team.score and mine.section("rollback") == team.section("rollback")
+    team_text = render_json(team) + render_markdown(team) + render_html(team) + render_junit(team)
+    mine_text = render_json(mine) + render_markdown(mine) + render_html(mine) + render_junit(mine)
+    for secret in _SCENARIOS:  # the scenario kinds appear in the team's report, nowhere in the candidate's
+        assert secret in team_text and secret not in mine_text, secret
+    assert "withheld" in render_markdown(mine) and all(ev.kind == "rollback" or ev.kind.startswith("rollback")
+                                                      or ev.label == "latency" for ev in mine.timeline)
+    assert len(mine.followups) > 0 and mine.followups != team.followups
+
+    src = tmp_path / "team" / "report.json"
+    write_reports(team, src.parent)
+    result = CliRunner().invoke(cli.app, ["report", str(src), "--audience", "candidate", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "mean_shift" not in (tmp_path / "c" / "report.html").read_text()
+    assert json.loads((tmp_path / "c" / "report.json").read_text())["score"] == team.score
+    same_dir = CliRunner().invoke(cli.app, ["report", str(src), "--out", str(src.parent)])
+    (tmp_path / "bad.json").write_text("{}")
+    bad = CliRunner().invoke(cli.app, ["report", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")])
+    assert same_dir.exit_code == bad.exit_code == 2 and "cannot read" in bad.output, bad.output

@@ -232,6 +232,8 @@ def header_facts(report: GradeReport) -> list[tuple[str, str]]:
              ("Duration", duration(report.duration_s)), ("Started", clean(report.started_at))]
     if cand.framework or cand.flavor:
         facts.insert(4, ("Framework", clean(" / ".join(x for x in (cand.framework, cand.flavor) if x))))
+    if report.seed:
+        facts.insert(facts.index(("Run id", clean(report.run_id))), ("Scenario seed", seed_summary(report)))
     iso = isolation_summary(report)
     if iso:
         facts.append(("Isolation", iso))
@@ -244,6 +246,19 @@ def header_facts(report: GradeReport) -> list[tuple[str, str]]:
     if report.grader_version:
         facts.append(("Grader", clean(report.grader_version)))
     return facts
+
+
+def seed_summary(report: GradeReport) -> str:
+    """Where the scenario seed came from and its fingerprint (never the seed), with what that means:
+    the built-in seed is public, so a grading on it is a practice grading."""
+    seed = report.seed
+    if seed is None:
+        return "not recorded"
+    from grader.config import SEED_ENV  # lazy: the renderers need no config otherwise
+
+    meaning = {"environment": f"from ${SEED_ENV}", "config": "from the grader config",
+               "built-in default": "the public built-in seed: candidates can know these scenarios"}
+    return f"{seed.source}, fingerprint {seed.fingerprint} ({meaning.get(seed.source, seed.source)})"
 
 
 def isolation_summary(report: GradeReport) -> str:

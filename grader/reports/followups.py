@@ -297,6 +297,18 @@ def _q_reqid(e: _Ev) -> str:
             "input and the model version that served it?")
 
 
+def _q_replay(e: _Ev) -> str:
+    ev: ObservabilityEvidence = e.ev
+    bad = next((r for r in ev.replayed or [] if not r.get("match")), None)
+    if bad is not None:
+        what = (f"Replaying request {short(str(bad.get('request_id')), 60)} from your logs failed: "
+                f"{short(str(bad.get('result')), 160)}")
+    else:
+        what = f"The grader could not replay a request from your logs ({e.msg})"
+    return (f"{what}. A prediction is disputed a week from now: how do you get back the exact input "
+            "and reproduce the answer, and what would you keep out of the logs (PII) and how?")
+
+
 #: One question per rubric item (tests check that every item the checks declare has one).
 _ASK: dict[ItemSpec, Callable[[_Ev], str]] = {
     deployment.V1_SERVED: _q_v1, deployment.V2_ROLLOUT: _q_v2,
@@ -308,6 +320,7 @@ _ASK: dict[ItemSpec, Callable[[_Ev], str]] = {
     rollback.WITHIN_BUDGET: _q_budget, rollback.IDEMPOTENT: _q_idem,
     robustness.REJECTS_BAD_INPUT: _q_bad_input, robustness.STAYS_HEALTHY: _q_healthy,
     observability.METRICS_ENDPOINT: _q_metrics, observability.REQUEST_ID_LOGGED: _q_reqid,
+    observability.REQUEST_REPLAY: _q_replay,
 }
 _BY_KEY = {(it.section, it.id): (it, ask) for it, ask in _ASK.items()}
 
