@@ -106,6 +106,25 @@ def test_flawed_candidate_loses_exactly_its_section(name: str, section: str, gra
         assert healthy.status == "partial" and "missing feature" in healthy.evidence["server_errors_on_bad_input"]
 
 
+def test_a_flawed_candidates_report_reads_right_in_a_real_browser(graded: dict, workdir: Path,
+                                                                   artifacts: Path) -> None:
+    """report.html of flawed-rollback-noop in headless Chromium: no console message, the lost-points
+    list first with the rollback items in it, every plot drawn; the screenshot is kept."""
+    from browser import open_page
+
+    _grade("flawed-rollback-noop", graded, workdir, artifacts)
+    page = open_page(workdir / "flawed-rollback-noop-reports" / "report.html", "report-flawed-rollback-noop.png")
+    assert page.console == [], page.console
+    lost = page.dom.index("Where the points went")
+    assert lost < page.dom.index("Score by section") < page.dom.index('id="s-deployment"'), "lost points come first"
+    lost_table = page.dom[lost:page.dom.index("</table>", lost)]
+    assert lost_table.count('href="#s-rollback"') >= 3, lost_table[:2000]  # restores_v1, budget, idempotent...
+    for section in ("drift", "latency", "rollback"):
+        start = page.dom.index(f'id="s-{section}"')
+        card = page.dom[start:page.dom.index("</section>", start)]
+        assert "<svg" in card and "<figcaption>" in card, f"no plot in the {section} section"
+
+
 @pytest.mark.docker
 def test_reference_solution_on_docker(docker_engine, workdir: Path, artifacts: Path) -> None:
     """The same checks, unchanged, against the candidate's own Dockerfile in a locked-down container."""
