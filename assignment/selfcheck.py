@@ -3,6 +3,9 @@
 
     python selfcheck.py --url http://127.0.0.1:8080 --contract path/to/takehome.yaml
 
+Copied elsewhere, it finds the assignment (samples/, public_traffic/) beside itself, in the
+current directory or one of their parents; or pass --kit path/to/the/unpacked/archive.
+
 Checks the ready path, the sample request, the drift monitor on public_traffic/ (quiet on the
 baseline, fires on the drift file naming the feature, clears on clean rows), bad and odd inputs,
 and metrics. Exit 0 when every check passes, else 1. NOT YOUR GRADE: the grader plays hidden
@@ -27,6 +30,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 #: The grader's cadence and limits (README, "How you will be graded").
 POLL_EVERY_ROWS, ROWS_PER_REQUEST, SETTLE_S, WASHOUT_MAX_ROWS = 50, 10, 5.0, 1500
+#: Unscored in-distribution rows sent before the baseline, as the grader does: they push the
+#: check's own first requests (the sample, odd rows) out of a windowed monitor.
+WARMUP_ROWS = 500
 ATTRIBUTION_MAX_FEATURES, DETECTION_FAST_ROWS, OVERSIZED_BODY_MB = 3, 500, 12
 #: The grader refuses a takehome.yaml over this size, not UTF-8, or with YAML anchors / aliases.
 CONTRACT_MAX_BYTES = 256 * 1024
@@ -234,6 +240,8 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = dict(DEFAULTS)
     if args.contract:
         data = read_contract(args.contract)
+        if args.schema is None:
+            resolve_kit(args)
         check_contract(data, Path(args.schema))
         for section in ("serving", "drift"):
             settings.update({k: v for k, v in (data.get(section) or {}).items() if v is not None})
@@ -427,7 +435,10 @@ def replay(svc: Service, rows: Rows, hook: Webhook | None, stop_when: bool | Non
 
 
 def check_drift(svc: Service, r: Report, hook: Webhook | None, args: argparse.Namespace, baseline: Rows) -> None:
-    """Baseline (no alarm allowed), then each public drift file (fire, name, clear)."""
+    """An unscored warm-up, the baseline (no alarm allowed), then each public drift file (fire, name, clear)."""
+    warm = replay(svc, (baseline * (WARMUP_ROWS // max(1, len(baseline)) + 1))[:WARMUP_ROWS], hook, None, args)
+    r.add("INFO", "warm-up", f"{warm['sent']} unscored in-distribution rows first, as the grader sends"
+          + ("; the alarm was on after them (the grader does not score that)" if warm["last"] else ""))
     out = replay(svc, baseline, hook, None, args)
     first = f"; first: {out['errors'][0]}" if out["errors"] else ""
     r.check(not out["errors"], "baseline requests", f"{out['sent']} rows, {len(out['errors'])} failed requests{first}")
@@ -481,8 +492,38 @@ def check_inputs(svc: Service, r: Report, good: dict[str, Any]) -> None:
     r.check(status == 200, "healthy after bad input", f"GET {svc.s['ready_path']} -> {err or status}")
 
 
+def _is_kit(path: Path) -> bool:
+    return (path / "samples" / "request.json").is_file() and (path / "public_traffic" / "scenarios.json").is_file()
+
+
+def find_kit(given: str | None) -> Path:
+    """The unpacked assignment: ``--kit``, else the first of this script's folder, the current
+    folder and their parents that holds samples/ and public_traffic/."""
+    if given:
+        kit = Path(given).expanduser().resolve()
+        if not _is_kit(kit):
+            raise _refuse(f"--kit {given}: no samples/request.json and public_traffic/scenarios.json there; "
+                          "pass the folder the assignment archive unpacked into")
+        return kit
+    cwd = Path.cwd().resolve()
+    for place in (HERE, *HERE.parents, cwd, *cwd.parents):
+        if _is_kit(place):
+            return place
+    raise _refuse("cannot find the assignment's samples/ and public_traffic/ (looked beside this script, in the "
+                  "current folder and their parents); run it from the unpacked archive, or pass --kit PATH")
+
+
+def resolve_kit(args: argparse.Namespace) -> Path:
+    """Find the kit and fill in the paths not given on the command line (``--schema``, ``--traffic-dir``)."""
+    kit = find_kit(args.kit)
+    args.schema = args.schema or str(kit / "takehome.schema.json")
+    args.traffic_dir = args.traffic_dir or str(kit / "public_traffic")
+    return kit
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every self-check and print the summary; return the exit code."""
+    kit = resolve_kit(args)
     s = load_settings(args)
     svc, r = Service(args.url, s), Report()
     hook = Webhook(args.webhook_listen, s["feature_label"]) if s["signal"] == "webhook" else None
@@ -493,10 +534,10 @@ def run(args: argparse.Namespace) -> int:
     status, _, err = http("GET", svc.url + s["ready_path"])
     if not r.check(status == 200, "ready", f"GET {s['ready_path']} -> {err or status}"):
         return summary(r)
-    sample = json.loads((HERE / "samples" / "request.json").read_text())["instances"]
+    sample = json.loads((kit / "samples" / "request.json").read_text())["instances"]
     preds, err = svc.predict(sample)
     r.check(preds is not None, "sample request", f"{len(sample)} probabilities: {preds}" if preds else err)
-    for ref in sorted((HERE / "samples").glob("response*.json")):
+    for ref in sorted((kit / "samples").glob("response*.json")):
         want = json.loads(ref.read_text()).get("predictions")
         if preds and want:
             same = all(abs(a - b) <= 1e-4 for a, b in zip(preds, want))
@@ -535,9 +576,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key in CONTRACT_KEYS:
         p.add_argument("--" + key.replace("_", "-"), dest=key, help="overrides the contract")
     p.add_argument("--drift-path", dest="http_path", help="alias of --http-path")
-    p.add_argument("--schema", default=str(HERE / "takehome.schema.json"),
-                   help="the contract's JSON Schema from the kit (default: %(default)s)")
-    p.add_argument("--traffic-dir", default=str(HERE / "public_traffic"), help="default: %(default)s")
+    p.add_argument("--kit", help="the unpacked assignment archive (default: found beside this script or in the "
+                   "current folder, or a parent of either)")
+    p.add_argument("--schema", help="the contract's JSON Schema (default: KIT/takehome.schema.json)")
+    p.add_argument("--traffic-dir", help="the public traffic sample (default: KIT/public_traffic)")
     p.add_argument("--webhook-listen", default="127.0.0.1:9099", help="webhook receiver host:port (%(default)s)")
     p.add_argument("--poll-every", type=int, default=POLL_EVERY_ROWS, help="rows between reads (%(default)s)")
     p.add_argument("--rows-per-request", type=int, default=ROWS_PER_REQUEST, help="(%(default)s)")

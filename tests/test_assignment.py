@@ -297,8 +297,8 @@ def test_selfcheck_imports_only_the_standard_library() -> None:
 def test_selfcheck_constants_match_the_grader() -> None:
     sc = load_selfcheck(ASSIGNMENT_DIR / "selfcheck.py")
     t, th = DEFAULTS["traffic"], DEFAULTS["thresholds"]
-    assert (sc.POLL_EVERY_ROWS, sc.ROWS_PER_REQUEST, sc.SETTLE_S, sc.WASHOUT_MAX_ROWS) == (
-        t["poll_every_rows"], t["rows_per_request"], t["settle_s"], t["washout_max_rows"])
+    assert (sc.POLL_EVERY_ROWS, sc.ROWS_PER_REQUEST, sc.SETTLE_S, sc.WASHOUT_MAX_ROWS, sc.WARMUP_ROWS) == (
+        t["poll_every_rows"], t["rows_per_request"], t["settle_s"], t["washout_max_rows"], t["warmup_rows"])
     assert (sc.ATTRIBUTION_MAX_FEATURES, sc.DETECTION_FAST_ROWS, sc.OVERSIZED_BODY_MB) == (
         th["attribution_max_features"], th["detection_fast_rows"], th["oversized_body_mb"])
     for path in [ASSIGNMENT_DIR / "takehome.example.yaml", *(ASSIGNMENT_DIR / "examples").glob("*/takehome.yaml")]:
@@ -406,9 +406,10 @@ def test_selfcheck_help_runs_without_the_project(extracted: dict[str, Path], tmp
     assert run.returncode == 0 and all(w in run.stdout for w in ("--url", "--contract", "Not your grade")), run.stderr
 
 
-def fake_candidate(root: Path, noisy: bool) -> StubService:
+def fake_candidate(root: Path, noisy: bool, young: int = 0) -> StubService:
     """A tiny candidate service: validates like the contract says; drift = most of the last 50 rows
-    come from the public drift file. ``noisy`` makes the monitor fire all the time."""
+    come from the public drift file. ``noisy`` makes the monitor fire all the time; ``young`` fires
+    until it has seen that many rows (a window judged before it is full: the warm-up's business)."""
     truth = json.loads((root / "public_traffic" / "scenarios.json").read_text())["scenarios"][0]
     drifted = {json.dumps(json.loads(line), sort_keys=True)
                for line in (root / "public_traffic" / truth["file"]).read_text().splitlines() if line}
@@ -416,11 +417,42 @@ def fake_candidate(root: Path, noisy: bool) -> StubService:
 
     def drift(req: Received) -> dict[str, Any]:
         window = stub.rows[-50:]
-        firing = noisy or sum(json.dumps(r, sort_keys=True) in drifted for r in window) > len(window) // 2
+        firing = noisy or len(stub.rows) < young or sum(json.dumps(r, sort_keys=True) in drifted
+                                                         for r in window) > len(window) // 2
         return {"drift": firing, "features": [truth["features"][0]] if firing else []}
 
     stub.routes[("GET", "/drift")] = drift
     return stub
+
+
+_CONTRACT = ("version: 1\nserving:\n  predict_path: /predict\n  ready_path: /healthz\ndrift:\n  signal: http\n"
+             "  http_path: /drift\nruntimes:\n  local:\n    start: x $PORT\n    deploy: d {version}\n    rollback: r\n")
+
+
+def test_selfcheck_warms_up_like_the_grader_and_finds_the_kit_from_anywhere(extracted: dict[str, Path],
+                                                                           tmp_path: Path) -> None:
+    """A monitor that fires until its window is full is quiet after the grader's unscored warm-up, so
+    the selfcheck warms up too; copied out of the archive, it finds the kit from the current folder
+    or --kit, and says how when it cannot (no traceback)."""
+    root = extracted["sklearn"]
+    (tmp_path / "elsewhere").mkdir()
+    script = tmp_path / "elsewhere" / "selfcheck.py"
+    script.write_bytes((root / "selfcheck.py").read_bytes())
+    (contract := tmp_path / "takehome.yaml").write_text(_CONTRACT)
+    sc = load_selfcheck(ASSIGNMENT_DIR / "selfcheck.py")
+    with fake_candidate(root, noisy=False, young=sc.WARMUP_ROWS - 100) as server:
+        args = ["--contract", str(contract), "--url", server.url, "--settle", "0.2"]
+        from_root = subprocess.run([sys.executable, "-I", "-S", str(script), *args], cwd=root / "samples",
+                                   capture_output=True, text=True, timeout=180)
+        lost = subprocess.run([sys.executable, "-I", "-S", str(script), *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        wrong_kit = subprocess.run([sys.executable, "-I", "-S", str(script), *args, "--kit", str(tmp_path)],
+                                   cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert from_root.returncode == 0, from_root.stdout + from_root.stderr
+    assert f"[INFO] warm-up: {sc.WARMUP_ROWS} unscored" in from_root.stdout
+    assert "[PASS] quiet on baseline" in from_root.stdout
+    assert lost.returncode != 0 and "pass --kit PATH" in lost.stderr and "Traceback" not in lost.stderr, lost.stderr
+    assert wrong_kit.returncode != 0 and "--kit" in wrong_kit.stderr and "Traceback" not in wrong_kit.stderr
 
 
 @pytest.mark.parametrize("noisy", [False, True], ids=["good-monitor", "always-firing"])
