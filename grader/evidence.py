@@ -120,6 +120,8 @@ class ScenarioEvidence(BaseModel):
     delay_rows: int | None = None
     named: list[str] = []
     washout_rows: int | None = None
+    #: per drifted feature: the grader's own test of the rows it sent (harness.traffic.shift_stats)
+    shift: dict[str, dict[str, Any]] = {}
 
 
 class NamedFeatures(BaseModel):

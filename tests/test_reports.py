@@ -72,8 +72,12 @@ FULL_OUTCOMES: dict[str, tuple[str, float, str, dict[str, Any]]] = {
     "detects_scenarios": ("partial", 0.6, "fired on 3 of 5 scenarios; missed: unit_change, frozen_feature", {
         "scenarios": [{"scenario": n, "kind": n, "ground_truth": _TRUTH[n], "quiet_before": True,
                        "detected": _DETECTED[n] is not None, "delay_rows": _DETECTED[n],
-                       "named": _NAMED[n], "washout_rows": 0} for n in _SCENARIOS]}),
-    "detection_delay": ("partial", 2 / 3, f"rows until the alarm: {_DETECTED}", {
+                       "named": _NAMED[n], "washout_rows": 0,
+                       "shift": {_TRUTH[n][0]: {"test": "K-S", "statistic": 0.44, "p_value": 1.6e-18,
+                                                "reference_median": 40.0, "sent_median": 110.1,
+                                                "rows": _DETECTED[n] or 1500, "drifted": True}}}
+                      for n in _SCENARIOS]}),
+    "detection_delay": ("partial", 2 / 3, "drifted rows until the alarm: mean_shift 300, unit_change missed, ...", {
         "delay_rows": _DETECTED, "fast_rows": 500}),
     "attribution": ("partial", 0.6, "named the drifted feature in 3 of 5 scenarios", {
         "named": {n: {"named": _NAMED[n], "truth": _TRUTH[n]} for n in _SCENARIOS}}),
@@ -427,8 +431,8 @@ def test_plots_render_svg_and_none_without_data() -> None:
     drift = drift_timeline_svg(report.timeline)
     rb = rollback_timeline_svg(report.timeline)
     assert lat.startswith("<svg") and "SLO 100 ms" in lat and "99.9%" in lat
-    assert drift.startswith("<svg") and "mean shift" in drift and "false alarm (2)" in drift
-    assert "washout" in drift and "latency" not in drift
+    assert drift.startswith("<svg") and "S1" in drift and "S2" in drift and "false alarm (2)" in drift
+    assert ">baseline<" in drift and ">washout<" not in drift and "latency" not in drift
     assert "<script" not in drift
     assert rb.startswith("<svg") and "failed" in rb and "second rollback end (exit 0)" in rb
     assert lat == latency_spectrum_svg(report.latency)  # deterministic
@@ -570,3 +574,38 @@ def test_the_candidates_copy_withholds_the_hidden_scenarios_and_keeps_every_scor
     (tmp_path / "bad.json").write_text("{}")
     bad = CliRunner().invoke(cli.app, ["report", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")])
     assert same_dir.exit_code == bad.exit_code == 2 and "cannot read" in bad.output, bad.output
+
+
+def test_drift_phase_labels_never_overlap_and_stay_inside_the_axes() -> None:
+    from grader.reports.plots import _AXES_CHARS, phase_labels
+
+    # A good monitor: 2000 baseline rows, then scenarios caught in 50 rows, washouts of 50 to 500.
+    spans, x = [(0.0, 2000.0, "baseline", "baseline")], 2000.0
+    for k in range(12):
+        spans += [(x, x + 50, "scenario", f"s{k}"), (x + 50, x + 50 + (50 if k % 2 else 500), "washout", "")]
+        x = spans[-1][1]
+    lo, hi = 0.0, x
+    labels = phase_labels(spans, lo, hi)
+    width = (hi - lo) / _AXES_CHARS
+    for row in {r for _, r, _ in labels}:
+        placed = sorted((mid - len(t) * width / 2, mid + len(t) * width / 2) for mid, r, t in labels if r == row)
+        assert all(a[1] < b[0] for a, b in zip(placed, placed[1:])), placed  # no overlap on a row
+        assert placed[0][0] >= lo and placed[-1][1] <= hi
+    texts = [t for _, _, t in labels]
+    assert texts[0] == "baseline" and "S12" in texts and len(set(texts)) == len(texts)
+
+
+def test_the_drift_table_has_a_row_per_scenario_with_what_was_sent_and_seen() -> None:
+    from grader.reports._format import DRIFT_TABLE_HEADERS, drift_table
+
+    intro, rows = drift_table(full_report())
+    assert "Baseline: 2000 in-distribution rows" in intro and "at 7 of 40 polls" in intro
+    assert [r[0] for r in rows] == ["S1", "S2", "S3", "S4", "S5"] and len(rows[0]) == len(DRIFT_TABLE_HEADERS)
+    by_kind = {r[1]: r for r in rows}
+    assert by_kind["unit_change"][4] == "missed" and by_kind["mean_shift"][4] == "300"
+    assert by_kind["new_category"][5] == "f1, f2, f3, f4"
+    assert "K-S 0.44, p = 1.6e-18; median 40.0 -> 110.1 (300 rows)" in by_kind["mean_shift"][3]
+    html, md = render_html(full_report()), render_markdown(full_report())
+    assert html.index('class="drift"') < html.index("Drift alarm over the traffic phases")
+    assert "| S2 | unit\\_change | f2 |" in md
+    assert 'class="records"' in html and "raw evidence (JSON)" in html and "delay (rows)" in html

@@ -17,6 +17,7 @@ from grader.session import Deadline, GradingSession
 from harness.observers.base import DriftReading
 from harness.traffic.baseline import baseline_records
 from harness.traffic.replay import Replayer
+from harness.traffic.shift_stats import measure_shift
 from harness.traffic.scenarios import Scenario, make_scenarios, scenario_records
 
 #: Quiet polls in a row that end a washout.
@@ -57,6 +58,7 @@ class ScenarioOutcome:
     delay_rows: int | None = None
     named: list[str] = field(default_factory=list)
     washout_rows: int = 0
+    shift: dict[str, dict[str, object]] = field(default_factory=dict)  # measured on the rows sent
 
     def attribution_hit(self, max_features: int) -> bool:
         return (self.detected and bool(set(self.named) & set(self.scenario.features))
@@ -66,7 +68,7 @@ class ScenarioOutcome:
         return {"scenario": self.scenario.name, "kind": self.scenario.kind,
                 "ground_truth": list(self.scenario.features), "quiet_before": self.quiet_before,
                 "detected": self.detected, "delay_rows": self.delay_rows, "named": self.named,
-                "washout_rows": self.washout_rows}
+                "washout_rows": self.washout_rows, "shift": self.shift}
 
 
 class DriftDriver:
@@ -188,8 +190,9 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
                 firing_now = bool(last.ok and last.firing)
             outcome = ScenarioOutcome(sc, quiet_before=not firing_now, washout_rows=washout_rows)
             s.progress(f"drift: scenario {sc.name} ({', '.join(sc.features)})")
-            slog, last = driver.phase(f"scenario:{sc.name}",
-                                      scenario_records(sc, cfg.scenario_max_rows, s.seed + 404 + n), True)
+            rows = scenario_records(sc, cfg.scenario_max_rows, s.seed + 404 + n)
+            slog, last = driver.phase(f"scenario:{sc.name}", rows, True)
+            outcome.shift = measure_shift(sc, rows[:slog.rows_sent])
             if last.ok and last.firing:
                 outcome.detected = outcome.quiet_before
                 outcome.delay_rows = slog.rows_sent
@@ -253,8 +256,9 @@ def score(s: GradingSession, base: PhaseLog, results: list[ScenarioOutcome]) -> 
         return max(0.0, 1 - (r.delay_rows - th.detection_fast_rows) / max(1, max_rows - th.detection_fast_rows))
 
     delays = {r.scenario.name: r.delay_rows for r in results}
+    said = ", ".join(f"{name} {rows if rows is not None else 'missed'}" for name, rows in delays.items())
     delay = Outcome.partial(DETECTION_DELAY, sum(delay_credit(r) for r in results) / max(1, n),
-                            f"rows until the alarm: {delays} (full credit within {th.detection_fast_rows})",
+                            f"drifted rows until the alarm: {said} (full credit within {th.detection_fast_rows})",
                             delay_rows=delays, fast_rows=th.detection_fast_rows)
     hits = [r for r in results if r.attribution_hit(th.attribution_max_features)]
     attribution = Outcome.partial(ATTRIBUTION, len(hits) / max(1, n),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from grader.results import GradeReport, ItemResult
@@ -123,6 +123,8 @@ class EvidenceView:
 
     inline: list[tuple[str, str]]
     blocks: list[tuple[str, str]]
+    #: blocks that are lists of records (cases, scenarios, replayed requests), for a table
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -191,6 +193,7 @@ def evidence_view(evidence: dict[str, Any]) -> EvidenceView:
     """Split ``evidence`` for display; bulk plot data and empty strings are left out."""
     inline: list[tuple[str, str]] = []
     blocks: list[tuple[str, str]] = []
+    records: dict[str, list[dict[str, Any]]] = {}
     for key, value in flatten(evidence).items():
         if key.rsplit(".", 1)[-1] in BULK_KEYS or value == "":
             continue
@@ -199,7 +202,42 @@ def evidence_view(evidence: dict[str, Any]) -> EvidenceView:
             inline.append((clean(key), text))
         else:
             blocks.append((clean(key), _block_text(value)))
-    return EvidenceView(inline, blocks)
+            if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+                records[clean(key)] = list(value)
+    return EvidenceView(inline, blocks, records)
+
+
+#: Key suffixes that carry a unit: shown as the value's unit, not in the label.
+UNITS: dict[str, str] = {"_ms": "ms", "_s": "s", "_rows": "rows", "_mb": "MB", "_bytes": "bytes",
+                         "_rps": "req/s", "_kib": "KiB"}
+
+
+def human(key: str, text: str) -> tuple[str, str]:
+    """A dotted evidence key and its value as a label and a value with its unit, for people:
+    ``("deploy.duration_s", "0.2")`` -> ``("deploy duration", "0.2 s")``."""
+    unit = ""
+    last = key.rsplit(".", 1)[-1]
+    for suffix, name in UNITS.items():
+        if last.endswith(suffix) and last != suffix.lstrip("_"):
+            unit, key = name, key[: -len(suffix)]
+            break
+    label = key.replace(".", " ").replace("_", " ")
+    if unit and text not in ("null", "") and not text.startswith(("[", "{")):
+        text = f"{text} {unit}"
+    return label, text
+
+
+def record_table(records: list[dict[str, Any]], max_rows: int = 60) -> tuple[list[str], list[list[str]]]:
+    """A list of records as (columns, rows of cell text): the union of their keys, in first-seen order."""
+    columns: list[str] = []
+    for rec in records[:max_rows]:
+        columns.extend(k for k in rec if k not in columns)
+    rows = [[short(_compact(rec[c]), 200) if c in rec else "" for c in columns] for rec in records[:max_rows]]
+    def header(c: str) -> str:
+        label, with_unit = human(c, "1")
+        return f"{label} ({with_unit[2:]})" if with_unit != "1" else label
+
+    return [header(c) for c in columns], rows
 
 
 def evidence_text(evidence: dict[str, Any], max_chars: int = 1500) -> str:
@@ -313,3 +351,54 @@ def what_went_wrong(report: GradeReport) -> str:
         p = bad[0]
         lead += f" First failing phase: {clean(p.name)} ({p.status})."
     return lead
+
+
+DRIFT_TABLE_HEADERS = ("#", "Scenario", "Feature shifted", "Grader's test on the rows it sent",
+                       "Rows until the alarm", "Alarm named", "Clean rows before")
+
+
+def _shift_text(stats: dict[str, Any]) -> str:
+    if "p_value" not in stats:
+        return clean(str(stats.get("note") or stats.get("test") or ""))
+    text = f"{stats.get('test')} {stats.get('statistic')}, p = {stats.get('p_value'):.3g}"
+    if "sent_median" in stats:
+        text += f"; median {stats.get('reference_median')} -> {stats.get('sent_median')}"
+    elif "sent_null_share" in stats:
+        text += f"; nulls {stats.get('reference_null_share'):.1%} -> {stats.get('sent_null_share'):.1%}"
+    elif stats.get("unseen_categories"):
+        text += f"; unseen: {', '.join(map(str, stats['unseen_categories']))}"
+    elif stats.get("sent_top_category"):
+        text += f"; top category {stats['sent_top_category']}"
+    return clean(text + f" ({stats.get('rows')} rows)")
+
+
+def drift_table(report: GradeReport) -> tuple[str, list[list[str]]] | None:
+    """The drift phases for people: a sentence on the baseline, then one row per scenario (the
+    numbers S1, S2, ... are the drift plot's labels). None when no scenario was played."""
+    from grader.evidence import DriftEvidence  # lazy: evidence imports results only
+
+    detects, quiet = report.item("drift.detects_scenarios"), report.item("drift.quiet_on_baseline")
+    scenarios = DriftEvidence.of(detects).scenarios if detects else None
+    if not scenarios:
+        return None
+    rows = []
+    for n, sc in enumerate(scenarios, 1):
+        shift = "; ".join(f"{clean(f)}: {_shift_text(s)}" for f, s in sc.shift.items()) or "–"
+        if not sc.quiet_before:
+            until = "alarm never cleared before it"
+        else:
+            until = str(sc.delay_rows) if sc.detected and sc.delay_rows is not None else "missed"
+        rows.append([f"S{n}", clean(sc.kind or sc.scenario.split(":")[0]), clean(", ".join(sc.ground_truth)), shift,
+                     until, clean(", ".join(sc.named)) if sc.detected else "–", str(sc.washout_rows or 0)])
+    intro = ""
+    if quiet is not None:
+        q = DriftEvidence.of(quiet)
+        if q.baseline_rows is not None:
+            warm = (q.warmup or {}).get("rows")
+            intro = (f"Baseline: {q.baseline_rows} in-distribution rows"
+                     + (f" after an unscored warm-up of {warm}" if warm else "")
+                     + f"; the alarm was on at {q.false_alarm_polls or 0} of {q.polls} polls (false alarms). ")
+    intro += ("Each scenario then sends drifted rows until the alarm fires; the grader's own test of those rows "
+              "(Kolmogorov-Smirnov or chi-square against the training distribution, drift at p < 0.05) "
+              "says how plain the shift was.")
+    return intro, rows

@@ -9,12 +9,13 @@ is produced by matplotlib, which escapes text it draws; it is the only unescaped
 from __future__ import annotations
 
 import html
+import json
 import logging
 from typing import Callable
 
 from grader.reports import plots
-from grader.reports._format import (ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean, duration,
-                                    evidence_view, fraction_class, header_facts, lost_points, num, pts, short,
+from grader.reports._format import (DRIFT_TABLE_HEADERS, ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean,
+                                    clip, drift_table, duration, evidence_view, human, record_table, fraction_class, header_facts, lost_points, num, pts, short,
                                     what_went_wrong)
 from grader.reports.followups import followup_questions, question_for
 from grader.results import GradeReport, ItemResult, SectionResult
@@ -52,7 +53,12 @@ code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 code{background:#f1f5f9;padding:0 4px;border-radius:4px;word-break:break-all}
 pre{background:#0f172a;color:#e2e8f0;padding:10px;border-radius:6px;overflow:auto;
  max-height:360px;white-space:pre-wrap;word-break:break-all;margin:6px 0}
-.ev{margin-top:4px;display:flex;flex-wrap:wrap;gap:4px}
+.ev{margin-top:4px;display:flex;flex-wrap:wrap;gap:4px 10px;font-size:12px}
+.kv{background:#f1f5f9;padding:1px 6px;border-radius:4px;word-break:break-word}.kv .k{color:var(--muted)}
+.scroll{overflow-x:auto;max-height:360px;overflow-y:auto}
+table.records{font-size:12px;margin:4px 0}table.records td,table.records th{padding:2px 6px;word-break:break-word}
+table.drift{font-size:13px;margin:6px 0}
+details.raw pre{max-height:240px}
 details summary{cursor:pointer;color:var(--muted);font-size:12px}
 figure{margin:12px 0 0}figure svg{max-width:100%;height:auto}
 figcaption{color:var(--muted);font-size:12px}
@@ -131,12 +137,26 @@ def _summary_table(report: GradeReport) -> str:
 
 
 def _evidence(item: ItemResult) -> str:
+    """Evidence for people (labels, units, tables of records), the raw JSON one click away."""
     view = evidence_view(item.evidence)
     out = ""
     if view.inline:
-        out += '<div class="ev">' + "".join(f"<code>{e(k)}={e(v)}</code>" for k, v in view.inline) + "</div>"
+        out += '<div class="ev">' + "".join(
+            f'<span class="kv"><span class="k">{e(label)}</span> {e(value)}</span>'
+            for label, value in (human(k, v) for k, v in view.inline)) + "</div>"
     for key, block in view.blocks:
-        out += f"<details open><summary>{e(key)}</summary><pre>{e(block)}</pre></details>"
+        label = human(key, "")[0]
+        if key in view.records:
+            columns, rows = record_table(view.records[key])
+            head = "".join(f"<th>{e(c)}</th>" for c in columns)
+            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+            out += (f'<details open><summary>{e(label)} ({len(view.records[key])})</summary>'
+                    f'<div class="scroll"><table class="records"><tr>{head}</tr>{body}</table></div></details>')
+        else:
+            out += f"<details open><summary>{e(label)}</summary><pre>{e(block)}</pre></details>"
+    if item.evidence:
+        raw = json.dumps(item.evidence, indent=2, ensure_ascii=False, default=str)
+        out += f'<details class="raw"><summary>raw evidence (JSON)</summary><pre>{e(clip(raw, 20000))}</pre></details>'
     return out
 
 
@@ -158,9 +178,21 @@ def _plot(report: GradeReport, key: str) -> str:
     return f"<figure>{svg}<figcaption>{e(caption)}</figcaption></figure>" if svg else ""
 
 
+def _drift_table(report: GradeReport) -> str:
+    table = drift_table(report)
+    if table is None:
+        return ""
+    intro, rows = table
+    head = "".join(f"<th>{e(h)}</th>" for h in DRIFT_TABLE_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<p class="muted">{e(intro)}</p><table class="drift"><tr>{head}</tr>{body}</table>'
+
+
 def _section(report: GradeReport, section: SectionResult) -> str:
     rows = "".join(_item_row(i) for i in section.items)
     figure = _plot(report, section.id) if section.id in _PLOTS else ""
+    if section.id == "drift":
+        figure = _drift_table(report) + figure
     return (f'<section class="card" id="s-{e(section.id)}"><h3><span>{e(section.title)}</span>'
             f"<span>{e(pts(section.points, section.max_points))}</span></h3>"
             '<table class="items"><tr><th>Status</th><th>Item</th><th class="num">Points</th></tr>'

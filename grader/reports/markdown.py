@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from grader.reports._format import (ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean, duration,
-                                    evidence_view, header_facts, lost_points, num, pts, short,
+from grader.reports._format import (DRIFT_TABLE_HEADERS, ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean,
+                                    drift_table, duration, evidence_view, header_facts, lost_points, num, pts, short,
                                     what_went_wrong)
 from grader.reports.followups import followup_questions, question_for
 from grader.results import GradeReport, ItemResult, SectionResult
@@ -103,6 +103,17 @@ def _section(section: SectionResult) -> list[str]:
     return lines + [""]
 
 
+def _drift(report: GradeReport) -> list[str]:
+    table = drift_table(report)
+    if table is None:
+        return []
+    intro, rows = table
+    lines = [md_text(intro, 600), "", "| " + " | ".join(DRIFT_TABLE_HEADERS) + " |",
+             "|" + "---|" * len(DRIFT_TABLE_HEADERS)]
+    lines += ["| " + " | ".join(md_text(c, 300) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
 def _latency(report: GradeReport) -> list[str]:
     lat = report.latency
     if lat is None or lat.p99_ms is None:
@@ -167,6 +178,8 @@ def render_markdown(report: GradeReport) -> str:
             lines += _section(section)
             if section.id == "latency":
                 lines += _latency(report)
+            if section.id == "drift":
+                lines += _drift(report)
     elif report.latency:
         lines += _latency(report)
     lines += _phases(report) + _followups(report) + _footer(report)

@@ -193,6 +193,39 @@ def _spans(events: list[TimelineEvent], use_rows: bool, last_x: float) -> list[t
     return out
 
 
+#: Characters of a fontsize-7 label across the drift plot's axes (its width in label widths).
+_AXES_CHARS = 95
+_LABEL_ROWS = 2
+
+
+def phase_labels(spans: list[tuple[float, float, str, str]], lo: float, hi: float) -> list[tuple[float, int, str]]:
+    """(x, row, text) of the drift plot's phase labels, none overlapping another on its row, all
+    inside [lo, hi]. Scenarios are numbered S1, S2, ... as in the report's per-scenario table:
+    names would not fit the band of a scenario a good monitor catches in 50 rows. A label that
+    would touch the previous one goes a row lower; with no room on any row it is left out (the
+    table still names it)."""
+    per_char = (hi - lo) / _AXES_CHARS
+    row_ends = [-math.inf] * _LABEL_ROWS
+    out: list[tuple[float, int, str]] = []
+    number = 0
+    for start, end, kind, _title in spans:
+        if kind == "scenario":
+            number += 1
+            text = f"S{number}"
+        elif kind == "baseline":
+            text = "baseline"
+        else:
+            continue
+        half = len(text) * per_char / 2
+        mid = min(max((start + end) / 2, lo + half), hi - half)  # whole label inside the axes
+        row = next((r for r, edge in enumerate(row_ends) if mid - half > edge), None)
+        if row is None:
+            continue
+        row_ends[row] = mid + half + per_char / 2
+        out.append((mid, row, text))
+    return out
+
+
 def drift_timeline_svg(timeline: Iterable[TimelineEvent]) -> str | None:
     """The drift alarm over the drift phases: shaded traffic phases, a step line of the alarm
     state, red dots where it fired and black crosses where it fired on baseline traffic."""
@@ -212,11 +245,15 @@ def drift_timeline_svg(timeline: Iterable[TimelineEvent]) -> str | None:
         return kind or next((k for s, e, k, _ in spans if s <= x <= e), None)
 
     phases = [phase_of(x, p) for x, p in zip(xs, polls)]
+    lo = min([xs[0]] + [s for s, _, _, _ in spans])
+    hi = max([xs[-1]] + [e for _, e, _, _ in spans])
+    hi = hi if hi > lo else lo + 1
     with _plot("drift") as (fig, ax):
-        for start, end, kind, title in spans:
+        for start, end, kind, _title in spans:
             ax.axvspan(start, end, color=_PHASE_COLORS[kind], lw=0, zorder=0)
-            ax.text((start + end) / 2, 1.32, title, ha="center", va="top", fontsize=7,
-                    color="#444444", clip_on=True, parse_math=False)
+        for x, row, text in phase_labels(spans, lo, hi):
+            ax.text(x, 1.34 - 0.1 * row, text, ha="center", va="top", fontsize=7, color="#444444",
+                    clip_on=True, parse_math=False)
         ax.step(xs, firing, where="post", color="#555555", lw=1.1, label="alarm state")
         groups = {
             "firing": [x for x, f, k in zip(xs, firing, phases) if f and k != "baseline"],
@@ -232,22 +269,10 @@ def drift_timeline_svg(timeline: Iterable[TimelineEvent]) -> str | None:
         if groups["unreadable"]:
             ax.plot(groups["unreadable"], [0.5] * len(groups["unreadable"]), "|", color="#888888",
                     ms=8, label="unreadable")
-        # The features named by the first alarm of each scenario (is the attribution right?).
-        for start, end, kind, _ in spans:
-            if kind != "scenario":
-                continue
-            first = next((i for i, x in enumerate(xs) if start <= x <= end and firing[i]), None)
-            named = polls[first].data.get("features") if first is not None else None
-            if first is not None and isinstance(named, list) and named:
-                names = [_label(f, 24) for f in named]
-                text = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-                ax.annotate(text, (xs[first], 1.0), xytext=(2, -12), parse_math=False,
-                            textcoords="offset points", fontsize=6.5, color="#7b241c", clip_on=True)
         ax.set_ylim(-0.1, 1.38)
         ax.set_yticks([0, 1], ["quiet", "firing"])
-        lo = min([xs[0]] + [s for s, _, _, _ in spans])
-        hi = max([xs[-1]] + [e for _, e, _, _ in spans])
-        ax.set_xlim(lo, hi if hi > lo else lo + 1)
+        pad = 0.02 * (hi - lo)  # the last phase's band and label stay inside the axes
+        ax.set_xlim(lo - pad, hi + pad)
         ax.set_xlabel("rows sent" if use_rows else "seconds since start")
         ax.set_title("Drift alarm during baseline, drift scenarios and washout")
         fig.legend(loc="outside right upper", frameon=False, fontsize=7)

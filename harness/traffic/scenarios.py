@@ -62,6 +62,11 @@ def _reference() -> pd.DataFrame:
     return generate_features(_REFERENCE_ROWS, derive_seed(0, "scenario-reference"))
 
 
+def reference_sample() -> pd.DataFrame:
+    """The fixed training-distribution sample the scenarios' parameters come from (do not modify)."""
+    return _reference()
+
+
 def _log_sigma(feature: str) -> float:
     values = _reference()[feature].dropna().to_numpy(np.float64)
     return float(np.log(values[values > 0]).std())
