@@ -26,6 +26,8 @@ from pydantic import BaseModel
 
 from assignment import ASSIGNMENT_DIR
 
+CORPUS_DIR = ASSIGNMENT_DIR.parent / "calibration" / "candidates"
+
 Flavor = Literal["sklearn", "torch"]
 
 #: Candidate-facing description of each drift scenario kind the grader can play. The grader's
@@ -111,6 +113,17 @@ def grader_settings(config_path: Path | None = None) -> dict[str, Any]:
     return load_config(config_path).model_dump(mode="python")
 
 
+#: The smallest submission known to score full marks, and the reference, whose sizes the prompt quotes.
+SMALLEST_FULL_SCORE = "independent-flask"
+REFERENCE_SOLUTION = "reference-fastapi"
+
+
+def code_lines(folder: Path) -> int:
+    """Lines of Python under ``folder`` that are neither blank nor only a comment."""
+    return sum(1 for path in sorted(folder.rglob("*.py")) for line in path.read_text(encoding="utf-8").splitlines()
+               if line.strip() and not line.strip().startswith("#"))
+
+
 def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> dict[str, Any]:
     """Everything ``PROMPT.md.j2`` reads: the configuration, rubric rows, scenarios and features."""
     from reference_model.schema import feature_schema
@@ -130,6 +143,7 @@ def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> di
         "flavor": flavor,
         "rubric_sections": sections,
         "rubric_total": sum(s["points"] for s in sections),
+        "switch_points": sum(s["points"] for s in sections if s["key"] in ("deployment", "rollback")),
         "scenarios": [{"kind": k, "description": SCENARIO_DESCRIPTIONS[k]} for k in traffic["scenarios"]],
         "baseline_polls": traffic["baseline_rows"] // traffic["poll_every_rows"],
         # As grader/checks/latency.py runs it: the warm-up comes before the measured part, which
@@ -139,6 +153,8 @@ def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> di
         "latency_total_s": settings["load"]["warmup_s"] + settings["load"]["duration_s"],
         "latency_min_total_s": settings["load"]["warmup_s"] + settings["load"]["min_duration_s"],
         "features": feature_schema()["features"],
+        "smallest_solution_lines": code_lines(CORPUS_DIR / SMALLEST_FULL_SCORE),
+        "reference_solution_lines": code_lines(CORPUS_DIR / REFERENCE_SOLUTION),
     }
 
 
