@@ -261,7 +261,32 @@ def demo(
                      f"For candidates' code, {install_hint()}")
             unsafe = True
     grade(repo=str(repo), runtime=runtime, ref=None, config=None, out_dir=out_dir, min_score=None, keep=False,
-          artifacts=None, unsafe_local=unsafe, full=False)
+          artifacts=None, unsafe_local=unsafe, full=False, audience="team")
+
+
+@app.command()
+def practice(
+    repo: str = typer.Option(".", "--repo", "-r", help="Your submission: a path (default: here) or a git URL."),
+    runtime: str = typer.Option("local", "--runtime", help=f"{registry.choices_text(notes=True)}."),
+    out_dir: Path = typer.Option(Path("reports/practice"), "--out", "-o", help="Where the reports are written."),
+    unsafe_local: bool = typer.Option(False, "--unsafe-local", help="Without the bubblewrap sandbox (your own "
+                                      "code, on a machine without bwrap)."),
+    full: bool = typer.Option(False, "--full", help="Print the whole scorecard instead of the summary."),
+) -> None:
+    """A practice grading for candidates: the real lifecycle (build, deploy, drift, latency, rollback,
+    robustness, observability) with the kit's public scenarios, never a hiring team's seed.
+
+    The report says PRACTICE at the top. Your real grade uses the same procedure on traffic from
+    a seed only the hiring team has, so the drift scenarios differ; everything else is the same.
+    """
+    import os
+
+    from grader.config import SEED_ENV
+
+    if os.environ.pop(SEED_ENV, None) is not None:
+        err.print(f"note: ${SEED_ENV} is ignored: a practice grading always uses the public scenarios")
+    grade(repo=repo, runtime=runtime, ref=None, config=None, out_dir=out_dir, min_score=None, keep=False,
+          artifacts=None, unsafe_local=unsafe_local, full=full, audience="team")
 
 
 @app.command()

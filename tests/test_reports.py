@@ -609,3 +609,16 @@ def test_the_drift_table_has_a_row_per_scenario_with_what_was_sent_and_seen() ->
     assert html.index('class="drift"') < html.index("Drift alarm over the traffic phases")
     assert "| S2 | unit\\_change | f2 |" in md
     assert 'class="records"' in html and "raw evidence (JSON)" in html and "delay (rows)" in html
+
+
+def test_a_grading_on_the_public_seed_says_practice_everywhere_and_a_team_seed_does_not() -> None:
+    from grader.reports.terminal import render_summary
+    from grader.results import SeedInfo
+
+    practice, real = full_report(), full_report()
+    practice.seed = SeedInfo(source="built-in default", fingerprint="0123456789ab")
+    real.seed = SeedInfo(source="environment", fingerprint="ba9876543210")
+    for render in (render_html, render_markdown, render_summary):
+        assert "PRACTICE grading" in render(practice) and "PRACTICE" not in render(real), render
+    assert "<h1>Practice grade:" in render_html(practice) and "# Take-home grade:" in render_markdown(real)
+    assert "| Scenario seed | environment, fingerprint ba9876543210" in render_markdown(real)

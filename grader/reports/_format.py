@@ -286,6 +286,15 @@ def header_facts(report: GradeReport) -> list[tuple[str, str]]:
     return facts
 
 
+PRACTICE_NOTE = ("PRACTICE grading: the kit's public built-in scenarios, which candidates can know. A hiring "
+                 "team's grade uses its own secret seed (TAKEHOME_SCENARIO_SEED).")
+
+
+def is_practice(report: GradeReport) -> bool:
+    """A grading on the public built-in seed: a practice run, not a grade to hire on."""
+    return report.seed is not None and report.seed.source == "built-in default"
+
+
 def seed_summary(report: GradeReport) -> str:
     """Where the scenario seed came from and its fingerprint (never the seed), with what that means:
     the built-in seed is public, so a grading on it is a practice grading."""

@@ -15,7 +15,8 @@ from typing import Callable
 
 from grader.reports import plots
 from grader.reports._format import (DRIFT_TABLE_HEADERS, ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean,
-                                    clip, drift_table, duration, evidence_view, human, record_table, fraction_class, header_facts, lost_points, num, pts, short,
+                                    PRACTICE_NOTE, clip, drift_table, duration, evidence_view, human, is_practice,
+                                    record_table, fraction_class, header_facts, lost_points, num, pts, short,
                                     what_went_wrong)
 from grader.reports.followups import followup_questions, question_for
 from grader.results import GradeReport, ItemResult, SectionResult
@@ -44,6 +45,7 @@ h3{font-size:15px;margin:0;display:flex;justify-content:space-between;gap:12px}
 .s-fail,.s-failed,.s-broken_submission,.s-timeout{background:var(--bad)}
 .s-error,.s-grader_error,.s-interrupted{background:#7d3c98}
 .alert{border-left:5px solid var(--bad);background:#fdecea}
+.practice{border-left:5px solid var(--warn);background:#fef5e7;padding:6px 10px;margin:6px 0;font-weight:600}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600}
@@ -90,7 +92,10 @@ def _header(report: GradeReport) -> str:
     pct = 100.0 * report.score / report.max_score if report.max_score else 0.0
     facts = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in header_facts(report))
     who = report.candidate.name or report.candidate.repo
-    return (f'<header class="card"><h1>Take-home grade: {e(short(who, 120))}</h1>'
+    practice = f'<p class="practice">{e(PRACTICE_NOTE)}</p>' if is_practice(report) else ""
+    title = "Practice grade" if practice else "Take-home grade"
+    return (f'<header class="card"><h1>{title}: {e(short(who, 120))}</h1>'
+            f"{practice}"
             f'<div>{_badge(report.status, word)}</div>'
             f'<div class="score">{e(pts(report.score, report.max_score))}'
             f' <span class="muted">({pct:.0f}%)</span></div>'

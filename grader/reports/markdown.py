@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from grader.reports._format import (DRIFT_TABLE_HEADERS, ITEM_BADGES, PHASE_BADGES, RUN_BADGES, clean,
-                                    drift_table, duration, evidence_view, header_facts, lost_points, num, pts, short,
+                                    PRACTICE_NOTE, drift_table, duration, evidence_view, is_practice, header_facts, lost_points, num, pts, short,
                                     what_went_wrong)
 from grader.reports.followups import followup_questions, question_for
 from grader.results import GradeReport, ItemResult, SectionResult
@@ -44,7 +44,11 @@ def md_block(text: str, indent: str = "") -> list[str]:
 def _header(report: GradeReport) -> list[str]:
     emoji, word = RUN_BADGES.get(report.status, ("", report.status))
     who = report.candidate.name or report.candidate.repo
-    lines = [f"# Take-home grade: {md_text(who, 120)}", "",
+    title = "Practice grade" if is_practice(report) else "Take-home grade"
+    lines = [f"# {title}: {md_text(who, 120)}", ""]
+    if is_practice(report):
+        lines += [f"> **{md_text(PRACTICE_NOTE, 300)}**", ""]
+    lines += [
              f"**{emoji} {word}** · score **{pts(report.score, report.max_score)}**", "",
              "| | |", "|---|---|"]
     lines += [f"| {label} | {md_text(value, 200)} |" for label, value in header_facts(report)]

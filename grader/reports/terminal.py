@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.reports._format import RUN_BADGES, clean, duration, lost_points, pts, short, what_went_wrong
+from grader.reports._format import (PRACTICE_NOTE, RUN_BADGES, clean, duration, is_practice, lost_points, pts, short,
+                                    what_went_wrong)
 from grader.results import GradeReport
 
 #: Lost-point items listed; the rest are in the scorecard.
@@ -26,6 +27,8 @@ def render_summary(report: GradeReport, paths: dict[str, Path] | None = None) ->
     commit = clean((report.candidate.commit or "?")[:12])
     lines = [f"Score {pts(report.score, report.max_score)} ({word}) · {who} @ {commit} · {clean(report.runtime)}"
              f" · {duration(report.duration_s)}"]
+    if is_practice(report):
+        lines.insert(0, PRACTICE_NOTE)
     if report.status != "completed":
         lines += [what_went_wrong(report), "  " + short(clean((report.error or "").splitlines()[0] if report.error
                                                               else "(no error text)"), 300)]
