@@ -42,9 +42,9 @@ assignment: artifacts  ## write the candidate archive: make assignment FLAVOR=sk
 gradescope: artifacts  ## write the Gradescope autograder zip (needs TAKEHOME_SCENARIO_SEED): dist/gradescope-autograder.zip
 	$(PY) -m grader.gradescope_bundle --out dist/gradescope-autograder.zip --flavor $(FLAVOR)
 
-grade: artifacts  ## grade a repo: make grade CANDIDATE_REPO=<git URL or path> [RUNTIME=local] [CONFIG=my.yaml] [MIN_SCORE=80]
+grade: artifacts  ## grade a repo into reports/<repo>/<commit>/: make grade CANDIDATE_REPO=<git URL or path> [RUNTIME=local] [CONFIG=my.yaml] [MIN_SCORE=80] [REPORTS=dir]
 	@test -n "$(CANDIDATE_REPO)" || { echo "usage: make grade CANDIDATE_REPO=<git URL or path> [RUNTIME=local|docker|kind] [CONFIG=file] [MIN_SCORE=N]"; exit 2; }
-	$(VENV)/bin/takehome grade --repo "$(CANDIDATE_REPO)" --runtime $(RUNTIME) --out $(OUT) \
+	$(VENV)/bin/takehome grade --repo "$(CANDIDATE_REPO)" --runtime $(RUNTIME) $(if $(REPORTS),--out $(REPORTS)) \
 		$(if $(CONFIG),--config $(CONFIG)) $(if $(MIN_SCORE),--min-score $(MIN_SCORE))
 
 demo: artifacts  ## set up, then grade the bundled reference solution on the local runtime and print a summary

@@ -58,7 +58,8 @@ def grade(
     ref: Optional[str] = typer.Option(None, "--ref", help="Commit, tag or branch to grade (default: as fetched)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Grader config YAML (overrides the "
                                           "shipped defaults key by key; see grader/defaults.yaml)."),
-    out_dir: Path = typer.Option(Path("reports"), "--out", "-o", help="Where the reports are written."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the reports are written (default: "
+                                           "reports/<repo name>/<commit>/, so no grading overwrites another)."),
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Exit 1 when the score is below this "
                                               "(for CI gating)."),
     keep: bool = typer.Option(False, "--keep", help="Keep the work dir for debugging."),
@@ -81,7 +82,7 @@ def grade(
     from grader.lifecycle import GradeRequest, grade as run_grade
     from grader.reports.markdown import render_markdown
     from grader.reports.terminal import render_summary
-    from grader.reports.write import write_reports
+    from grader.reports.write import default_report_dir, write_reports
 
     if runtime not in registry.NAMES:
         err.print(f"error: unknown runtime {runtime!r}; choose one of: {', '.join(registry.NAMES)}")
@@ -108,6 +109,8 @@ def grade(
     report = run_grade(GradeRequest(repo=repo, runtime=runtime, ref=ref, config=cfg, artifacts_dir=artifacts,
                                     keep=keep, progress=progress))
     report = for_audience(report, audience)  # type: ignore[arg-type]
+    if out_dir is None:
+        out_dir = default_report_dir(report)
     paths = write_reports(report, out_dir)
     # soft_wrap: no hard wrap at the console width when stdout is a pipe or a CI log.
     out.print(render_markdown(report) if full else render_summary(report, paths), markup=False, soft_wrap=True)

@@ -622,3 +622,14 @@ def test_a_grading_on_the_public_seed_says_practice_everywhere_and_a_team_seed_d
         assert "PRACTICE grading" in render(practice) and "PRACTICE" not in render(real), render
     assert "<h1>Practice grade:" in render_html(practice) and "# Take-home grade:" in render_markdown(real)
     assert "| Scenario seed | environment, fingerprint ba9876543210" in render_markdown(real)
+
+
+def test_default_report_folders_are_per_candidate_and_commit() -> None:
+    from grader.reports.write import default_report_dir
+
+    report = full_report()
+    assert default_report_dir(report) == Path("reports/takehome/abc1234")
+    report.candidate = CandidateInfo(repo="/home/x/Ada Lovelace's repo/", commit="f" * 40)
+    assert default_report_dir(report, Path("/r")) == Path("/r/Ada-Lovelace-s-repo/ffffffffffff")
+    report.candidate = CandidateInfo(repo="../..", commit=None)  # never a path outside the root
+    assert default_report_dir(report, Path("/r")) == Path("/r/candidate/no-commit")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import traceback
 import xml.etree.ElementTree as ET
@@ -107,6 +108,16 @@ def write_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def default_report_dir(report: GradeReport, root: Path = Path("reports")) -> Path:
+    """``<root>/<candidate>/<commit>/`` (as ``takehome batch`` lays a cohort out), so gradings of
+    other candidates or other commits never overwrite each other: the candidate is the repo's
+    last path component, the commit its first 12 characters."""
+    name = report.candidate.repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "candidate"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:80] or "candidate"
+    commit = re.sub(r"[^0-9a-fA-F]", "", report.candidate.commit or "")[:12] or "no-commit"
+    return root / name / commit
 
 
 def write_reports(report: GradeReport, out_dir: Path, formats: Iterable[str] = ALL) -> dict[str, Path]:
