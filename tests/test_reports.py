@@ -580,9 +580,9 @@ def test_drift_phase_labels_never_overlap_and_stay_inside_the_axes() -> None:
     from grader.reports.plots import _AXES_CHARS, phase_labels
 
     # A good monitor: 2000 baseline rows, then scenarios caught in 50 rows, washouts of 50 to 500.
-    spans, x = [(0.0, 2000.0, "baseline", "baseline")], 2000.0
+    spans, x = [(0.0, 2000.0, "baseline")], 2000.0
     for k in range(12):
-        spans += [(x, x + 50, "scenario", f"s{k}"), (x + 50, x + 50 + (50 if k % 2 else 500), "washout", "")]
+        spans += [(x, x + 50, "scenario"), (x + 50, x + 50 + (50 if k % 2 else 500), "washout")]
         x = spans[-1][1]
     lo, hi = 0.0, x
     labels = phase_labels(spans, lo, hi)

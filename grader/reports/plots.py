@@ -149,20 +149,10 @@ def _phase_kind(label: str) -> str | None:
     return "scenario" if label.startswith("scenario:") else None
 
 
-def _phase_title(label: str, data: dict[str, Any]) -> str:
-    kind = _phase_kind(label)
-    name = label.split(":", 1)[1].replace("_", " ") if kind == "scenario" else (kind or label)
-    feat = data.get("feature")
-    if feat and kind == "scenario":
-        feats = feat if isinstance(feat, list) else [feat]
-        name += "\n(" + ", ".join(_label(f, 24) for f in feats) + ")"
-    return name
-
-
-def _spans(events: list[TimelineEvent], use_rows: bool, last_x: float) -> list[tuple[float, float, str, str]]:
-    """(start, end, kind, title) per drift phase on the chosen axis, in order of start."""
+def _spans(events: list[TimelineEvent], use_rows: bool, last_x: float) -> list[tuple[float, float, str]]:
+    """(start, end, kind) per drift phase on the chosen axis, in order of start."""
     key = "rows" if use_rows else "t_s"
-    spans: list[list[Any]] = []  # [start, end, label, data]
+    spans: list[list[Any]] = []  # [start, end, label]
     open_: dict[str, int] = {}
     for ev in events:
         if ev.kind not in ("phase", "phase_end") or _phase_kind(ev.label) is None:
@@ -172,7 +162,7 @@ def _spans(events: list[TimelineEvent], use_rows: bool, last_x: float) -> list[t
         if ev.kind == "phase":
             if start is None and not use_rows:
                 start = ev.t_s
-            spans.append([start, end, ev.label, ev.data])
+            spans.append([start, end, ev.label])
             if end is None:
                 open_[ev.label] = len(spans) - 1
         else:
@@ -180,16 +170,16 @@ def _spans(events: list[TimelineEvent], use_rows: bool, last_x: float) -> list[t
                 end = ev.t_s
             i = open_.pop(ev.label, None)
             if i is None:
-                spans.append([start, end, ev.label, ev.data])
+                spans.append([start, end, ev.label])
             else:
                 spans[i][1] = end
                 spans[i][0] = spans[i][0] if spans[i][0] is not None else start
     known = sorted((s for s in spans if s[0] is not None), key=lambda s: s[0])
     out = []
-    for i, (start, end, label, data) in enumerate(known):
+    for i, (start, end, label) in enumerate(known):
         if end is None:
             end = known[i + 1][0] if i + 1 < len(known) else max(last_x, start)
-        out.append((start, end, _phase_kind(label) or "washout", _phase_title(label, data)))
+        out.append((start, end, _phase_kind(label) or "washout"))
     return out
 
 
@@ -198,7 +188,7 @@ _AXES_CHARS = 95
 _LABEL_ROWS = 2
 
 
-def phase_labels(spans: list[tuple[float, float, str, str]], lo: float, hi: float) -> list[tuple[float, int, str]]:
+def phase_labels(spans: list[tuple[float, float, str]], lo: float, hi: float) -> list[tuple[float, int, str]]:
     """(x, row, text) of the drift plot's phase labels, none overlapping another on its row, all
     inside [lo, hi]. Scenarios are numbered S1, S2, ... as in the report's per-scenario table:
     names would not fit the band of a scenario a good monitor catches in 50 rows. A label that
@@ -208,7 +198,7 @@ def phase_labels(spans: list[tuple[float, float, str, str]], lo: float, hi: floa
     row_ends = [-math.inf] * _LABEL_ROWS
     out: list[tuple[float, int, str]] = []
     number = 0
-    for start, end, kind, _title in spans:
+    for start, end, kind in spans:
         if kind == "scenario":
             number += 1
             text = f"S{number}"
@@ -242,14 +232,14 @@ def drift_timeline_svg(timeline: Iterable[TimelineEvent]) -> str | None:
 
     def phase_of(x: float, poll: TimelineEvent) -> str | None:
         kind = _phase_kind(poll.label)
-        return kind or next((k for s, e, k, _ in spans if s <= x <= e), None)
+        return kind or next((k for s, e, k in spans if s <= x <= e), None)
 
     phases = [phase_of(x, p) for x, p in zip(xs, polls)]
-    lo = min([xs[0]] + [s for s, _, _, _ in spans])
-    hi = max([xs[-1]] + [e for _, e, _, _ in spans])
+    lo = min([xs[0]] + [s for s, _, _ in spans])
+    hi = max([xs[-1]] + [e for _, e, _ in spans])
     hi = hi if hi > lo else lo + 1
     with _plot("drift") as (fig, ax):
-        for start, end, kind, _title in spans:
+        for start, end, kind in spans:
             ax.axvspan(start, end, color=_PHASE_COLORS[kind], lw=0, zorder=0)
         for x, row, text in phase_labels(spans, lo, hi):
             ax.text(x, 1.34 - 0.1 * row, text, ha="center", va="top", fontsize=7, color="#444444",
