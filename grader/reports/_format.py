@@ -212,16 +212,21 @@ UNITS: dict[str, str] = {"_ms": "ms", "_s": "s", "_rows": "rows", "_mb": "MB", "
                          "_rps": "req/s", "_kib": "KiB"}
 
 
-def human(key: str, text: str) -> tuple[str, str]:
-    """A dotted evidence key and its value as a label and a value with its unit, for people:
-    ``("deploy.duration_s", "0.2")`` -> ``("deploy duration", "0.2 s")``."""
+def _label_and_unit(key: str) -> tuple[str, str]:
+    """A dotted evidence key as a label for people and the unit its suffix names ("" for none)."""
     unit = ""
     last = key.rsplit(".", 1)[-1]
     for suffix, name in UNITS.items():
         if last.endswith(suffix) and last != suffix.lstrip("_"):
             unit, key = name, key[: -len(suffix)]
             break
-    label = key.replace(".", " ").replace("_", " ")
+    return key.replace(".", " ").replace("_", " "), unit
+
+
+def human(key: str, text: str) -> tuple[str, str]:
+    """A dotted evidence key and its value as a label and a value with its unit, for people:
+    ``("deploy.duration_s", "0.2")`` -> ``("deploy duration", "0.2 s")``."""
+    label, unit = _label_and_unit(key)
     if unit and text not in ("null", "") and not text.startswith(("[", "{")):
         text = f"{text} {unit}"
     return label, text
@@ -233,11 +238,8 @@ def record_table(records: list[dict[str, Any]], max_rows: int = 60) -> tuple[lis
     for rec in records[:max_rows]:
         columns.extend(k for k in rec if k not in columns)
     rows = [[short(_compact(rec[c]), 200) if c in rec else "" for c in columns] for rec in records[:max_rows]]
-    def header(c: str) -> str:
-        label, with_unit = human(c, "1")
-        return f"{label} ({with_unit[2:]})" if with_unit != "1" else label
-
-    return [header(c) for c in columns], rows
+    headers = [f"{label} ({unit})" if unit else label for label, unit in map(_label_and_unit, columns)]
+    return headers, rows
 
 
 def evidence_text(evidence: dict[str, Any], max_chars: int = 1500) -> str:
@@ -407,7 +409,9 @@ def drift_table(report: GradeReport) -> tuple[str, list[list[str]]] | None:
             intro = (f"Baseline: {q.baseline_rows} in-distribution rows"
                      + (f" after an unscored warm-up of {warm}" if warm else "")
                      + f"; the alarm was on at {q.false_alarm_polls or 0} of {q.polls} polls (false alarms). ")
+    from harness.traffic.shift_stats import P_THRESHOLD  # lazy: only a report with scenarios needs it
+
     intro += ("Each scenario then sends drifted rows until the alarm fires; the grader's own test of those rows "
-              "(Kolmogorov-Smirnov or chi-square against the training distribution, drift at p < 0.05) "
+              f"(Kolmogorov-Smirnov or chi-square against the training distribution, drift at p < {P_THRESHOLD:g}) "
               "says how plain the shift was.")
     return intro, rows
