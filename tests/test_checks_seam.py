@@ -33,7 +33,12 @@ SMALL: dict[str, Any] = {
 }
 #: The stub shares this process (and its GIL) with the load generator: the well-behaved run judges
 #: latency by a bound it meets on a busy two-core machine; the SLO's decision is tested on its own.
-LENIENT_SLO: dict[str, Any] = {**SMALL, "thresholds": {"latency_p99_ms": 2000}}
+#: Every latency request carries a new row, which costs the stub ~8 ms of GIL-held sklearn time:
+#: at SMALL's 120 req/s that is nearly the whole interpreter, and on a slower CI machine the queue
+#: grew to a 2.1 s p99. 60 req/s leaves the stub half of it idle, and 9 s still measure the 460
+#: requests a p99 verdict needs.
+LENIENT_SLO: dict[str, Any] = {**SMALL, "load": {**SMALL["load"], "rate_rps": 60, "duration_s": 9},
+                               "thresholds": {"latency_p99_ms": 2000}}
 
 
 def run_check(s: GradingSession, section: str) -> dict[str, Outcome]:
