@@ -71,6 +71,7 @@ retest: artifacts  ## grade one commit N times, print each section's spread: mak
 	$(PY) -m calibration.retest $(if $(CANDIDATE_REPO),--repo "$(CANDIDATE_REPO)",--candidate $(CANDIDATE)) -n $(or $(N),10) \
 		--runtime $(RUNTIME) --out $(OUT)/retest
 
-calibrate: artifacts  ## grade the calibration corpus, compare with calibration/expected.yaml [RUNTIME=local] [REPEAT=K] [CANDIDATES=a,b] [JOBS=1]
+calibrate: artifacts  ## grade the calibration corpus, compare with calibration/expected.yaml [RUNTIME=local] [REPEAT=K] [CANDIDATES=a,b] [JOBS=1] [RETRY=N]
 	$(PY) -m calibration.calibrate --runtime $(RUNTIME) --out $(OUT)/calibration-$(RUNTIME) $(if $(REPEAT),--repeat $(REPEAT)) \
+		$(if $(RETRY),--retry-mismatch $(RETRY)) \
 		$(if $(CANDIDATES),--candidates $(CANDIDATES)) $(if $(JOBS),--jobs $(JOBS))

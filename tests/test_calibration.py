@@ -223,6 +223,34 @@ def test_retest_reports_each_sections_spread_and_fails_past_the_allowed_spread(t
     assert retest.main([*argv[:3], "2", *argv[4:]]) == 0
 
 
+def test_a_mismatch_is_graded_again_and_passes_only_if_the_retry_is_as_expected(tmp_path: Path, monkeypatch) -> None:
+    from calibration import calibrate
+
+    queue: list[GradeReport] = []
+    monkeypatch.setattr("grader.lifecycle.grade", lambda request: queue.pop(0))
+    monkeypatch.setattr("calibration.assemble.assemble", lambda name, dest, **kw: tmp_path)
+    argv = ["--candidates", "reference-fastapi", "--out", str(tmp_path / "out"), "--quiet"]
+    noisy, clean = _report({"latency": 4.0}), _report({})
+    queue[:] = [noisy]
+    assert calibrate.main(argv) == calibrate.EXIT_MISMATCH  # no retry unless asked
+
+    queue[:] = [noisy, clean]
+    assert calibrate.main([*argv, "--retry-mismatch", "1"]) == calibrate.EXIT_OK
+    data = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    first = data["retried"]["reference-fastapi"]["first"]
+    assert [r["target"] for r in first] == ["latency", "total"] and first[0]["got"] == [4.0]
+    latency = next(r for r in data["rows"] if r["target"] == "latency")
+    assert latency["verdict"] == "ok" and "the first grading got 4" in latency["reason"]
+    assert [run.get("retry", 0) for run in data["runs"]["reference-fastapi"]] == [0, 1]
+    assert (tmp_path / "out" / "reference-fastapi" / "retry-1" / "report.json").exists()
+
+    queue[:] = [noisy, _report({"latency": 5.0})]  # the same miss twice is a regression
+    assert calibrate.main([*argv, "--retry-mismatch", "1"]) == calibrate.EXIT_MISMATCH
+    data = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert data["retried"]["reference-fastapi"]["retries"][0]["mismatches"]
+    assert not queue
+
+
 def test_table_and_markdown_render(expected: ExpectedFile) -> None:
     from rich.console import Console
 
