@@ -570,17 +570,17 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"calibration on {args.runtime}: {meta['graded']} candidate(s) x {args.repeat}, "
              f"wall time {wall:.0f}s")
     console.print(render_table(rows, args.repeat, title))
-    bad = [r for r in rows if not r.ok]
     for name, entry in retried.items():  # a CI log keeps only its tail: name every retry and miss there
         first = "; ".join(f"{d['target']} got {d['got']} ({d['reason']})" for d in entry["first"])
         last = entry["retries"][-1]["mismatches"]
         console.print(f"retried {name} ({len(entry['retries'])}x): first grading {first}; "
                       + ("as expected on the retry" if not last else "the retry mismatched too"),
                       markup=False, soft_wrap=True)
-    for r in bad:
-        console.print(f"MISMATCH {r.candidate} {r.target}: expected {r.expected}, got {r.got_text()}: {r.reason}",
-                      markup=False, soft_wrap=True)
-    console.print(("[bold green]all as expected[/]" if ok else f"[bold red]{len(bad)} mismatch(es)[/]")
+    missed = [r for r in rows if not r.ok]
+    for row in missed:
+        console.print(f"MISMATCH {row.candidate} {row.target}: expected {row.expected}, got {row.got_text()}: "
+                      f"{row.reason}", markup=False, soft_wrap=True)
+    console.print(("[bold green]all as expected[/]" if ok else f"[bold red]{len(missed)} mismatch(es)[/]")
                   + f" — {out / 'calibration.md'}, {out / 'calibration.json'}")
     return EXIT_OK if ok else EXIT_MISMATCH
 
