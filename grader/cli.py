@@ -7,7 +7,7 @@ import sys
 import time
 from enum import IntEnum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -306,6 +306,9 @@ def batch(
     cap: float = typer.Option(1800.0, "--cap", help="Wall-clock cap per grading, seconds: past it the grading "
                               "is stopped (its teardown runs) and the batch goes on."),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Reference artifacts dir."),
+    on_cluster: bool = typer.Option(False, "--on-cluster", help="Grade each candidate as a Kubernetes Job on "
+                                    "the cluster of the config's kubernetes section (grading_jobs: image, "
+                                    "namespace, resources); --jobs Jobs at a time. Roster repos must be git URLs."),
 ) -> None:
     """Grade a cohort: every candidate in ROSTER, each in its own process and folder, resumable.
 
@@ -343,6 +346,10 @@ def batch(
     err.print(f"batch: {len(entries)} candidates, {len(todo)} to grade ({counts['kept']} already done), "
               f"{jobs} at a time, into {out_dir}/", markup=False)
     opts = BatchOptions(out_dir=out_dir, runtime=runtime, jobs=jobs, config=config, cap_s=cap, artifacts=artifacts)
+    grader_on_cluster = None
+    if on_cluster:
+        grader_on_cluster = _cluster_grader(out_dir, config)
+        opts.grade_fn = grader_on_cluster
     stop = threading.Event()
     interrupted = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -375,6 +382,8 @@ def batch(
             stop.set()
             err.print("interrupted: stopping the running gradings (their teardown runs); "
                       "run the same command with --resume to finish", markup=False)
+    if grader_on_cluster is not None and not interrupted:
+        grader_on_cluster.finish()
     csv_path, html_path = write_cohort(out_dir, state)
     rows = state.rows()
     state.close()
@@ -385,6 +394,80 @@ def batch(
     if interrupted or unfinished:
         raise typer.Exit(Exit.INTERRUPTED)
     raise typer.Exit(Exit.BELOW_MIN_SCORE if failed else Exit.OK)
+
+
+def _cluster_grader(out_dir: Path, config: Optional[Path]) -> Any:
+    """The Job-per-candidate grader of ``batch --on-cluster``, its Secret written; exits 2/4 on failure."""
+    import hashlib
+
+    from grader.batch.cluster_runner import ClusterError, ClusterGrader, api_from_config
+    from grader.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+        value, source = cfg.seed()
+    except ConfigError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(Exit.USAGE) from None
+    seed = None if source == "built-in default" else value  # the Jobs' graders then use their own built-in
+    batch_id = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:8]  # stable across --resume
+    try:
+        grader = ClusterGrader(api_from_config(cfg.kubernetes), cfg.grading_jobs, batch_id, seed=seed,
+                               config_text=config.read_text(encoding="utf-8") if config else None)
+        grader.prepare()
+    except ClusterError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(Exit.GRADER_FAULT) from None
+    err.print(f"on the cluster: Jobs in namespace {cfg.grading_jobs.namespace!r}, image {cfg.grading_jobs.image}, "
+              f"batch {batch_id}" + ("" if seed is not None else "; no scenario seed set: the built-in one"),
+              markup=False)
+    return grader
+
+
+@app.command("grading-jobs-setup")
+def grading_jobs_setup(config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                             help="Grader config (its grading_jobs section).")) -> None:
+    """Print what a cluster admin applies once for batch --on-cluster (namespace, ServiceAccount,
+    its cluster-admin binding): takehome grading-jobs-setup | kubectl apply -f -"""
+    import yaml
+
+    from grader.batch.cluster_jobs import setup_objects
+    from grader.config import load_config
+
+    jobs_cfg = load_config(config).grading_jobs
+    out.print(yaml.safe_dump_all(setup_objects(jobs_cfg.namespace, jobs_cfg.service_account), sort_keys=False),
+              markup=False, soft_wrap=True, end="")
+
+
+@app.command("job-run", hidden=True)
+def job_run(
+    repo: str = typer.Option(..., "--repo"),
+    ref: Optional[str] = typer.Option(None, "--ref"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c"),
+) -> None:
+    """Inside a grading Job: grade on the kubernetes runtime, then print the report archive."""
+    import os
+    import subprocess
+    import tempfile
+
+    from grader.batch.cluster_jobs import pack_reports
+    from grader.batch.in_cluster import write_in_cluster_kubeconfig
+
+    work = Path(tempfile.mkdtemp(prefix="takehome-job-"))
+    env = dict(os.environ)
+    if not env.get("KUBECONFIG"):
+        env["KUBECONFIG"] = str(write_in_cluster_kubeconfig(work / "kubeconfig"))
+    argv = [sys.executable, "-c", "from grader.cli import main; main()", "grade", "--repo", repo,
+            "--runtime", "kubernetes", "--out", str(work / "out")]
+    if ref:
+        argv += ["--ref", ref]
+    if config and config.is_file():
+        argv += ["--config", str(config)]
+    code = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=sys.stderr, env=env)
+    sys.stderr.flush()
+    if (work / "out").is_dir():
+        print("\n".join(pack_reports(work / "out")), flush=True)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -157,6 +157,29 @@ class KubernetesConfig(_Strict):
         return self
 
 
+class GradingJobsConfig(_Strict):
+    """``takehome batch --on-cluster``: the Jobs that grade a cohort on the team's cluster."""
+
+    #: Namespace the Jobs and the seed Secret go in (``takehome grading-jobs-setup`` creates it).
+    namespace: str = "takehome-grading"
+    #: The grader image (``make grader-image``), pushed where the nodes pull from.
+    image: str = "takehome-grader:latest"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    #: Bound to cluster-admin by the setup objects: the grader grants each candidate a Role.
+    service_account: str = "takehome-grader"
+    cpu: str = "2"
+    memory: str = "4Gi"
+    #: Docker engine the grader builds candidates' images with: ``tcp://builder:2376``; or, when
+    #: unset, the node's socket at ``docker_socket`` (mounted); both null: none.
+    docker_host: str | None = None
+    docker_socket: str | None = "/var/run/docker.sock"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    #: The pod's teardown after SIGTERM (batch interrupted, Job deleted) before SIGKILL.
+    termination_grace_s: float = Field(90.0, ge=1)
+    #: How often the batch reads each Job's status and log.
+    poll_s: float = Field(2.0, gt=0)
+
+
 class RubricItem(_Strict):
     points: float = Field(ge=0)
     title: str | None = None  # default: the title in the item's check spec (grader/checks)
@@ -179,6 +202,7 @@ class GraderConfig(_Strict):
     timeouts: Timeouts
     local: LocalConfig
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    grading_jobs: GradingJobsConfig = Field(default_factory=GradingJobsConfig)
     rubric: dict[str, RubricSection]
 
     @model_validator(mode="after")

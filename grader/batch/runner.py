@@ -47,6 +47,9 @@ class BatchOptions:
     extra_args: list[str] = field(default_factory=list)
     #: The command for one grading; tests put a stand-in here to exercise caps and kills quickly.
     argv_for: Callable[[Row, "BatchOptions", Path], list[str]] | None = None
+    #: How one candidate is graded: a child process here (``grade_one``), or a Job on a
+    #: cluster (``cluster_runner.ClusterGrader``); same arguments, same record in the state.
+    grade_fn: Callable[[Row, "BatchOptions", BatchState, Progress, threading.Event], None] | None = None
 
 
 def grading_argv(row: Row, opts: BatchOptions, out: Path) -> list[str]:
@@ -121,12 +124,22 @@ def grade_one(row: Row, opts: BatchOptions, state: BatchState, progress: Progres
         state.release(row.name)  # the batch was interrupted: grade it again on --resume
         shutil.rmtree(incoming, ignore_errors=True)
         return
+    record_result(row, opts, state, incoming, wall=wall, exit_code=proc.returncode, timed_out=timed_out,
+                  no_report=None if not timed_out else f"hit the {opts.cap_s:g} s wall-clock cap and was stopped")
+
+
+def record_result(row: Row, opts: BatchOptions, state: BatchState, incoming: Path, *, wall: float,
+                  exit_code: int | None, timed_out: bool, no_report: str | None = None,
+                  no_report_status: str | None = None) -> None:
+    """File what a finished grading left in ``incoming`` under ``<name>/<commit>/`` and record it
+    (``no_report``: the message when it left no report; default: it exited without one)."""
+    home = incoming.parent
     report = _read_report(incoming)
     if report is None:
-        status = "timed_out" if timed_out else "crashed"
-        message = (f"hit the {opts.cap_s:g} s wall-clock cap and was stopped" if timed_out else
-                   f"the grading process exited {proc.returncode} without a report; see {row.name}/grading.log")
-        state.finish(row.name, wall_s=wall, exit_code=proc.returncode, status=status, score=None, max_score=None,
+        status = no_report_status or ("timed_out" if timed_out else "crashed")
+        message = no_report or (f"the grading process exited {exit_code} without a report; "
+                                f"see {row.name}/grading.log")
+        state.finish(row.name, wall_s=wall, exit_code=exit_code, status=status, score=None, max_score=None,
                      commit_id=None, report_dir=None, message=message)
         shutil.rmtree(incoming, ignore_errors=True)
         return
@@ -138,7 +151,7 @@ def grade_one(row: Row, opts: BatchOptions, state: BatchState, progress: Progres
     error = str(report.get("error") or "")
     note: str | None = (f"hit the {opts.cap_s:g} s wall-clock cap; partial results kept" if timed_out
                         else error.splitlines()[0] if error else None)
-    state.finish(row.name, wall_s=wall, exit_code=proc.returncode, status=status, score=report.get("score"),
+    state.finish(row.name, wall_s=wall, exit_code=exit_code, status=status, score=report.get("score"),
                  max_score=report.get("max_score"), commit_id=str(commit), report_dir=str(final.relative_to(opts.out_dir)),
                  message=note)
 
@@ -161,12 +174,13 @@ def run_batch(state: BatchState, names: list[str], opts: BatchOptions, progress:
               on_done: Callable[[str], None], stop: threading.Event) -> None:
     """Grade every pending candidate of ``names``, ``opts.jobs`` at a time."""
     todo = state.pending(names)
+    grade = opts.grade_fn or grade_one
 
     def work(row: Row) -> None:
         if stop.is_set():
             return
         try:
-            grade_one(row, opts, state, progress, stop)
+            grade(row, opts, state, progress, stop)
         finally:
             on_done(row.name)
 

@@ -104,10 +104,13 @@ def _meta(name: str, namespace: str, run_id: str) -> dict[str, Any]:
 
 
 def namespace_object(namespace: str, run_id: str) -> dict[str, Any]:
-    """The Namespace, with Pod Security admission labels."""
+    """The Namespace, with Pod Security admission labels (and, when a grading Job of
+    ``takehome batch --on-cluster`` grades, the Job's name: its collector deletes what an
+    evicted or timed-out pod left behind)."""
+    job = os.environ.get("TAKEHOME_GRADER_JOB", "")
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": namespace, "labels": {
-                **labels(run_id),
+                **labels(run_id), **({"takehome.grader-job": job} if job else {}),
                 "pod-security.kubernetes.io/enforce": "baseline",
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted"}}}
