@@ -12,7 +12,7 @@ CONFIG ?=
 MIN_SCORE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate retest gradescope
+.PHONY: help setup sandbox-tools artifacts assignment grade demo test lint bench clean calibrate retest gradescope grader-image
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ artifacts: build/artifacts/manifest.json  ## build the reference dataset, models
 
 assignment: artifacts  ## write the candidate archive: make assignment FLAVOR=sklearn|torch
 	$(PY) -m assignment.build --flavor $(FLAVOR) --out dist/
+
+grader-image: artifacts  ## build the grader image for takehome batch --on-cluster [TAG=takehome-grader:latest] [WITH_TORCH=1]
+	$(PY) -m grader.batch.grader_image $(if $(TAG),--tag $(TAG)) $(if $(WITH_TORCH),--with-torch)
 
 gradescope: artifacts  ## write the Gradescope autograder zip (needs TAKEHOME_SCENARIO_SEED): dist/gradescope-autograder.zip
 	$(PY) -m grader.gradescope_bundle --out dist/gradescope-autograder.zip --flavor $(FLAVOR)

@@ -456,7 +456,11 @@ def job_run(
     work = Path(tempfile.mkdtemp(prefix="takehome-job-"))
     env = dict(os.environ)
     if not env.get("KUBECONFIG"):
-        env["KUBECONFIG"] = str(write_in_cluster_kubeconfig(work / "kubeconfig"))
+        try:
+            env["KUBECONFIG"] = str(write_in_cluster_kubeconfig(work / "kubeconfig"))
+        except RuntimeError as exc:
+            err.print(f"error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(Exit.USAGE) from None
     argv = [sys.executable, "-c", "from grader.cli import main; main()", "grade", "--repo", repo,
             "--runtime", "kubernetes", "--out", str(work / "out")]
     if ref:
