@@ -571,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
              f"wall time {wall:.0f}s")
     console.print(render_table(rows, args.repeat, title))
     for name, entry in retried.items():  # a CI log keeps only its tail: name every retry and miss there
-        first = "; ".join(f"{d['target']} got {d['got']} ({d['reason']})" for d in entry["first"])
+        first_miss = "; ".join(f"{d['target']} got {d['got']} ({d['reason']})" for d in entry["first"])
         last = entry["retries"][-1]["mismatches"]
-        console.print(f"retried {name} ({len(entry['retries'])}x): first grading {first}; "
+        console.print(f"retried {name} ({len(entry['retries'])}x): first grading {first_miss}; "
                       + ("as expected on the retry" if not last else "the retry mismatched too"),
                       markup=False, soft_wrap=True)
     missed = [r for r in rows if not r.ok]

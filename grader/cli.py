@@ -452,6 +452,7 @@ def job_run(
 
     from grader.batch.cluster_jobs import pack_reports
     from grader.batch.in_cluster import write_in_cluster_kubeconfig
+    from grader.batch.runner import TAKEHOME
 
     work = Path(tempfile.mkdtemp(prefix="takehome-job-"))
     env = dict(os.environ)
@@ -461,7 +462,7 @@ def job_run(
         except RuntimeError as exc:
             err.print(f"error: {exc}", markup=False, soft_wrap=True)
             raise typer.Exit(Exit.USAGE) from None
-    argv = [sys.executable, "-c", "from grader.cli import main; main()", "grade", "--repo", repo,
+    argv = [*TAKEHOME, "grade", "--repo", repo,
             "--runtime", "kubernetes", "--out", str(work / "out")]
     if ref:
         argv += ["--ref", ref]

@@ -26,12 +26,13 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from harness.runtimes.kube_namespace import GRADER_JOB_ENV, GRADER_JOB_LABEL
+
 MANAGED_LABEL, MANAGED_BY = "app.kubernetes.io/managed-by", "takehome-grader"
 BATCH_LABEL = "takehome.batch"
 CANDIDATE_LABEL = "takehome.candidate"
-#: On the namespace a Job's grading creates (harness/runtimes/kube_namespace.py reads the env var).
-JOB_LABEL = "takehome.grader-job"
-JOB_ENV = "TAKEHOME_GRADER_JOB"
+#: On the namespace a Job's grading creates, from the env var the Job sets.
+JOB_LABEL, JOB_ENV = GRADER_JOB_LABEL, GRADER_JOB_ENV
 SECRET_SEED_KEY, SECRET_CONFIG_KEY = "scenario-seed", "config.yaml"
 CONFIG_MOUNT = "/etc/takehome"
 #: The report folder travels back in the pod's log between these lines, base64 of a tar.gz.

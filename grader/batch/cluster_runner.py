@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.batch import cluster_jobs as cj
-from grader.batch.runner import BatchOptions, Progress, record_result
+from grader.batch.runner import BatchOptions, Progress, record_result, start_grading
 from grader.batch.state import BatchState, Row
 
 
@@ -92,11 +92,8 @@ class ClusterGrader:
     def __call__(self, row: Row, opts: BatchOptions, state: BatchState, progress: Progress,
                  stop: threading.Event) -> None:
         """Grade ``row`` as a Job and record the result; never raises for the candidate."""
-        home = opts.out_dir / row.name
-        incoming = home / ".incoming"
-        shutil.rmtree(incoming, ignore_errors=True)
-        incoming.mkdir(parents=True)
-        state.claim(row.name)
+        incoming = start_grading(row, opts, state)
+        home = incoming.parent
         name = cj.job_name(self.batch_id, row.name)
         started = time.monotonic()
         try:
@@ -151,8 +148,8 @@ class ClusterGrader:
             pods = self._pods(name)
             log = self._log(pods)
             outcome = cj.job_outcome(job, pods)
-            if outcome is not None:
-                return outcome, self._log(pods)
+            if outcome is not None:  # read after the status said so: the log is complete
+                return outcome, log
             lines = cj.progress_lines(log)
             problem = cj.waiting_problem(pods)
             line = problem or (lines[-1] if lines else "waiting for the pod to start")

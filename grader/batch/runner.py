@@ -76,14 +76,21 @@ def _die_with_parent() -> None:
         pass
 
 
-def grade_one(row: Row, opts: BatchOptions, state: BatchState, progress: Progress,
-              stop: threading.Event) -> None:
-    """Grade one candidate in a child process and record the result; never raises for the candidate."""
-    home = opts.out_dir / row.name
-    incoming = home / _INCOMING
+def start_grading(row: Row, opts: BatchOptions, state: BatchState) -> Path:
+    """Claim ``row`` and return its empty ``<name>/.incoming/`` folder (a grading fills it,
+    ``record_result`` files it)."""
+    incoming = opts.out_dir / row.name / _INCOMING
     shutil.rmtree(incoming, ignore_errors=True)  # what an interrupted attempt left
     incoming.mkdir(parents=True)
     state.claim(row.name)
+    return incoming
+
+
+def grade_one(row: Row, opts: BatchOptions, state: BatchState, progress: Progress,
+              stop: threading.Event) -> None:
+    """Grade one candidate in a child process and record the result; never raises for the candidate."""
+    incoming = start_grading(row, opts, state)
+    home = incoming.parent
     env = {**os.environ, "TAKEHOME_CONCURRENT_GRADINGS": str(opts.jobs)}
     started = time.monotonic()
     timed_out = False

@@ -103,14 +103,18 @@ def _meta(name: str, namespace: str, run_id: str) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": labels(run_id)}
 
 
+#: Set in a grading Job's pod (``takehome batch --on-cluster``); its value labels the namespace.
+GRADER_JOB_ENV, GRADER_JOB_LABEL = "TAKEHOME_GRADER_JOB", "takehome.grader-job"
+
+
 def namespace_object(namespace: str, run_id: str) -> dict[str, Any]:
     """The Namespace, with Pod Security admission labels (and, when a grading Job of
     ``takehome batch --on-cluster`` grades, the Job's name: its collector deletes what an
     evicted or timed-out pod left behind)."""
-    job = os.environ.get("TAKEHOME_GRADER_JOB", "")
+    job = os.environ.get(GRADER_JOB_ENV, "")
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": namespace, "labels": {
-                **labels(run_id), **({"takehome.grader-job": job} if job else {}),
+                **labels(run_id), **({GRADER_JOB_LABEL: job} if job else {}),
                 "pod-security.kubernetes.io/enforce": "baseline",
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted"}}}
