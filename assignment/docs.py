@@ -126,6 +126,7 @@ def code_lines(folder: Path) -> int:
 
 def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> dict[str, Any]:
     """Everything ``PROMPT.md.j2`` reads: the configuration, rubric rows, scenarios and features."""
+    from grader.config import LoadConfig
     from reference_model.schema import feature_schema
 
     unknown = [k for k in settings["traffic"]["scenarios"] if k not in SCENARIO_DESCRIPTIONS]
@@ -138,6 +139,7 @@ def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> di
         sections.append({"key": key, "title": section["title"], "items": items,
                          "points": sum(i["points"] for i in items)})
     traffic = settings["traffic"]
+    load = LoadConfig(**settings["load"])
     return {
         **settings,
         "flavor": flavor,
@@ -147,11 +149,12 @@ def prompt_context(settings: dict[str, Any], flavor: Flavor | None = None) -> di
         "scenarios": [{"kind": k, "description": SCENARIO_DESCRIPTIONS[k]} for k in traffic["scenarios"]],
         "baseline_polls": traffic["baseline_rows"] // traffic["poll_every_rows"],
         # As grader/checks/latency.py runs it: the warm-up comes before the measured part, which
-        # lasts min_duration_s when the verdict is already settled and duration_s otherwise.
+        # lasts measured_floor_s() when the verdict is already settled and duration_s otherwise.
         "latency_requests": int(settings["load"]["rate_rps"] * settings["load"]["duration_s"]),
-        "latency_min_requests": int(settings["load"]["rate_rps"] * settings["load"]["min_duration_s"]),
+        "latency_min_requests": round(settings["load"]["rate_rps"] * load.measured_floor_s()),
         "latency_total_s": settings["load"]["warmup_s"] + settings["load"]["duration_s"],
-        "latency_min_total_s": settings["load"]["warmup_s"] + settings["load"]["min_duration_s"],
+        "latency_min_total_s": round(settings["load"]["warmup_s"] + load.measured_floor_s(), 2),
+        "latency_ends_early": load.ends_early(),
         "features": feature_schema()["features"],
         "smallest_solution_lines": code_lines(CORPUS_DIR / SMALLEST_FULL_SCORE),
         "reference_solution_lines": code_lines(CORPUS_DIR / REFERENCE_SOLUTION),

@@ -6,9 +6,10 @@ false alarms over the baseline phase.
         [--compare]
 
 ``--compare`` grades cold and cached twice in one run: first as the grader did before issue 11's
-speed-ups (pip for the candidate's env, the latency window always its full ``duration_s``), then
-with the defaults (uv, and a window that ends at ``min_duration_s`` once the verdict is settled),
-and prints the wall times side by side.
+speed-ups (pip for the candidate's env, the latency window always its full ``duration_s`` after a
+3 s warm-up, a 5 s drift settle, 2 s of rollback traffic each side of a switch), then with the
+defaults (uv, a window that ends once the verdict is settled and the requests a p99 claim needs are
+in, a 2 s settle, rollback steady state as responses seen), and prints the wall times side by side.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ def _summary(label: str, report: GradeReport, wall: float) -> None:
         print(f"   rollback: {rb.message}; failed requests "
               f"{RollbackEvidence.of(failed).failed_requests if failed else None}")
 
-#: The grader as it was before issue 11's speed-ups: pip installs, full-length latency windows.
-BEFORE = {"local": {"installer": "pip"}, "load": {"min_duration_s": load_config().load.duration_s}}
+#: The grader as it was before issue 11's speed-ups: pip installs, full-length latency windows
+#: after a 3 s warm-up, a 5 s drift settle, and 2 s of rollback traffic (40 responses at 20 req/s)
+#: on each side of a switch.
+BEFORE = {"local": {"installer": "pip"}, "traffic": {"settle_s": 5.0},
+          "load": {"min_duration_s": load_config().load.duration_s, "warmup_s": 3.0,
+                   "rollback_steady_requests": 40}}
 
 
 def _bench(repo: Path, runtime: str, artifacts: Path, cache: Path, runs: list[tuple[str, bool]],
@@ -99,7 +104,7 @@ def main() -> int:
                         [(f"before: {label}", cold) for label, cold in runs], BEFORE)
         after = _bench(repo, args.runtime, artifacts, cache if args.skip_cold else work / "cache-after",
                        [(f"after: {label}", cold) for label, cold in runs], None)
-        print("\n| grading | before (pip, full window) | after (uv, settled window) |\n|---|---:|---:|")
+        print("\n| grading | before (pip, fixed waits) | after (uv, conditions) |\n|---|---:|---:|")
         for (label, b_wall, b_score), (_, a_wall, a_score) in zip(before, after):
             print(f"| {label.removeprefix('before: ')} | {b_wall:.1f} s ({b_score:g}) | {a_wall:.1f} s ({a_score:g}) |")
     finally:

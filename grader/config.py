@@ -60,14 +60,29 @@ class TrafficConfig(_Strict):
 class LoadConfig(_Strict):
     rate_rps: float = Field(gt=0, le=20_000)
     duration_s: float = Field(gt=0)
-    #: The window may end here once the verdict is settled; at or above duration_s it never ends early.
+    #: The window may end once this much is measured and the verdict is settled (and never before
+    #: the requests a p99 claim needs: see measured_floor_s); at or above duration_s it never ends early.
     min_duration_s: float = Field(gt=0)
     warmup_s: float = Field(ge=0)
     schedule: Literal["poisson", "fixed"]
     timeout_s: float = Field(gt=0)
     rollback_rate_rps: float = Field(gt=0)
+    #: Responses seen on each side of a rollback switch (before the command, once v1 is back,
+    #: after the second run): a condition to wait for, not a fixed sleep.
+    rollback_steady_requests: int = Field(ge=1, le=10_000)
     max_send_lag_ms: float = Field(gt=0)
     connections: int = Field(ge=1, le=4096)
+
+    def measured_floor_s(self) -> float:
+        """Measured seconds before the latency window may end early: ``min_duration_s``, or as long
+        as the rate needs to collect the requests any p99 claim needs, whichever is longer."""
+        from harness.load.stats import MIN_SAMPLES_FOR_P99  # the load package is heavy; only when asked
+
+        return max(self.min_duration_s, MIN_SAMPLES_FOR_P99 / self.rate_rps)
+
+    def ends_early(self) -> bool:
+        """Whether a settled verdict can end the window before ``duration_s``."""
+        return self.measured_floor_s() < self.duration_s
 
 
 class Thresholds(_Strict):

@@ -218,7 +218,7 @@ def prompt_phrases(cfg: dict[str, Any]) -> list[str]:
         f"the first {g(ld['warmup_s'])} s are a warm-up, not counted",
         f"about {g(int(plan.rate_rps * (plan.duration_s - plan.warmup_s)))} requests are measured",
         *([f"The window ends after {g(plan.settle_from_s)} s",
-           f"(about {g(int(plan.rate_rps * (plan.settle_from_s - plan.warmup_s)))} requests measured)"]
+           f"(about {g(round(plan.rate_rps * (plan.settle_from_s - plan.warmup_s)))} requests measured)"]
           if plan.settle_from_s is not None else []),
         f"within {g(ld['timeout_s'])} s)", f"none at {g(th['correctness_zero_share'] * 100)}%",
         f"While {g(ld['rollback_rate_rps'])} requests/s keep flowing",

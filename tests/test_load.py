@@ -452,11 +452,33 @@ def test_a_settled_window_ends_its_schedule_early_and_drains_what_is_in_flight()
     with serve(slowish) as url:
         res = run_open_loop(url, plan, get, settled=settled)
         whole = run_open_loop(url, plan, get, settled=lambda records, t: False)
-    assert [round(t, 2) for _, t in asked] == [1.0, 2.0]  # asked once a second from settle_from_s
+    assert [round(t, 2) for _, t in asked] == [1.0, 1.25, 1.5]  # every quarter second from settle_from_s
     assert asked[0][0] > 0  # with the records finished so far
-    assert res.settled_at_s == pytest.approx(2.0) and not res.stopped_early
-    assert len(res.records) == 200  # nothing sent from t = 2 s on
+    assert res.settled_at_s == pytest.approx(1.5) and not res.stopped_early
+    assert len(res.records) == 150  # nothing sent from t = 1.5 s on
     assert all(r.ok for r in res.records)  # the last ones in flight finished, none abandoned
     assert whole.settled_at_s is None and len(whole.records) == 400
     with pytest.raises(ValueError, match="settle_from_s"):
         LoadPlan(rate_rps=10, duration_s=4, warmup_s=2, settle_from_s=1.0)
+
+
+@pytest.mark.timeout(30)
+def test_waiting_for_answers_is_a_condition_on_responses_not_a_sleep() -> None:
+    slow = {"s": 0.0}
+
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(slow["s"])
+        return web.Response(text="ok")
+
+    with serve(handler) as url:
+        plan = LoadPlan(rate_rps=50, duration_s=600, schedule="fixed", timeout_s=10, stop_grace_s=0.2)
+        with BackgroundLoad(url, plan, get) as bg:
+            t0 = time.monotonic()
+            assert bg.wait_for_answers(10, timeout_s=5) >= 10
+            fast = time.monotonic() - t0
+            assert 0.15 <= fast < 1.0  # ten answers at 50 req/s: about 0.2 s, far from the 5 s cap
+            slow["s"] = 3.0  # from now on nothing is answered within the wait
+            t0 = time.monotonic()
+            more = bg.wait_for_answers(10, timeout_s=0.8)
+            assert more < 10 and 0.75 <= time.monotonic() - t0 < 1.5  # gave up at the timeout
+            assert bg.answered >= 10

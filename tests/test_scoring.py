@@ -13,7 +13,7 @@ from grader.results import Outcome
 from grader.scoring import Missing, score_sections, total
 from harness.fingerprint import Fingerprinter
 from harness.load.records import RequestRecord
-from harness.load.stats import LatencyStats
+from harness.load.stats import MIN_SAMPLES_FOR_P99, LatencyStats
 from harness.observers.base import DriftReading
 from harness.runtimes.base import CommandResult
 from harness.traffic.scenarios import make_scenarios
@@ -319,6 +319,12 @@ def test_the_latency_window_ends_early_only_on_a_settled_pass() -> None:
 def test_the_latency_plan_settles_from_min_duration() -> None:
     cfg = load_config().load
     plan = latency.plan_for(cfg, seed=0)
-    assert plan.settle_from_s == cfg.warmup_s + cfg.min_duration_s < plan.duration_s
+    assert plan.settle_from_s == cfg.warmup_s + cfg.measured_floor_s() < plan.duration_s
+    # The floor is the longer of min_duration_s and the time the rate needs for a p99 claim's requests.
+    slow = cfg.model_copy(update={"rate_rps": 50.0, "min_duration_s": 5.0})
+    assert slow.measured_floor_s() == pytest.approx(MIN_SAMPLES_FOR_P99 / 50.0)
+    fast = cfg.model_copy(update={"rate_rps": 400.0, "min_duration_s": 5.0})
+    assert fast.measured_floor_s() == 5.0
+    assert latency.plan_for(fast, seed=0).settle_from_s == fast.warmup_s + 5.0
     whole = latency.plan_for(cfg.model_copy(update={"min_duration_s": cfg.duration_s}), seed=0)
     assert whole.settle_from_s is None

@@ -132,7 +132,7 @@ class DriftDriver:
         reading = self.poll(log)
         while self.s.clock.monotonic() < end and (until_firing is None or bool(reading.ok and reading.firing)
                                           != until_firing):
-            self.s.clock.sleep(0.5)
+            self.s.clock.sleep(0.25)
             reading = self.poll(log)
         return reading
 

@@ -30,8 +30,8 @@ P99_UNDER_SLO, ERROR_RATE = ITEMS
 
 def plan_for(cfg: LoadConfig, seed: int) -> LoadPlan:
     """The latency window: ``warmup_s`` of unmeasured load, then up to ``duration_s`` measured,
-    of which the part after ``min_duration_s`` runs only while the verdict is not settled."""
-    settle_from = cfg.warmup_s + cfg.min_duration_s if cfg.min_duration_s < cfg.duration_s else None
+    of which the part after ``cfg.measured_floor_s()`` runs only while the verdict is not settled."""
+    settle_from = cfg.warmup_s + cfg.measured_floor_s() if cfg.ends_early() else None
     return LoadPlan(rate_rps=cfg.rate_rps, duration_s=cfg.warmup_s + cfg.duration_s, warmup_s=cfg.warmup_s,
                     schedule=cfg.schedule, seed=seed, timeout_s=cfg.timeout_s, max_send_lag_ms=cfg.max_send_lag_ms,
                     max_in_flight=max(64, int(cfg.rate_rps * cfg.timeout_s * 2)), connections=cfg.connections,
@@ -83,7 +83,7 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
                            {"Content-Type": "application/json", header: rid})
 
     plan = plan_for(cfg, s.seed)
-    s.progress(f"latency: open-loop {cfg.rate_rps:g} req/s for {cfg.min_duration_s:g}-{cfg.duration_s:g}s "
+    s.progress(f"latency: open-loop {cfg.rate_rps:g} req/s for {cfg.measured_floor_s():.3g}-{cfg.duration_s:g}s "
                f"(+{cfg.warmup_s:g}s warm-up)")
     attempts = []
     for attempt in (1, 2):

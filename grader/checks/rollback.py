@@ -25,8 +25,6 @@ ITEMS = items("rollback",
               within_budget="Switch completes within the time budget",
               idempotent="Running it a second time is harmless")
 RESTORES_V1, NO_FAILED_REQUESTS, WITHIN_BUDGET, IDEMPOTENT = ITEMS
-#: Seconds of traffic before the command and after each switch, to see steady state on both sides.
-STEADY_S = 2.0
 #: At most this many per-request points go on the report's timeline.
 _MAX_TIMELINE_POINTS = 400
 
@@ -75,8 +73,16 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
                     max_in_flight=1024, max_send_lag_ms=cfg.load.max_send_lag_ms, connections=cfg.load.connections)
     command = s.commands.rollback
     load = BackgroundLoad(s.client.base_url, plan, request_for).start()
+    steady = cfg.load.rollback_steady_requests
+    # Steady state on each side is a number of responses seen, not a fixed sleep; a service that
+    # answers slowly (or not at all) gets up to four times the time those take at the rate.
+    steady_wait_s = 4 * steady / cfg.load.rollback_rate_rps + cfg.load.timeout_s
+
+    def see_steady_state() -> None:
+        load.wait_for_answers(steady, min(steady_wait_s, max(0.0, deadline.remaining() - 1)))
+
     try:
-        s.clock.sleep(STEADY_S)
+        see_steady_state()
         s.progress(f"rollback under {cfg.load.rollback_rate_rps:g} req/s: {command}")
         t_cmd = s.clock.monotonic()
         s.event("rollback", "rollback start")
@@ -88,12 +94,12 @@ def run(s: GradingSession, deadline: Deadline) -> list[Outcome]:
         second = None
         after_second = None
         if reading.version == "v1":
-            s.clock.sleep(STEADY_S)
+            see_steady_state()
             s.event("rollback", "second rollback start")
             second = s.runtime.run_command("rollback (again)", command,
                                            timeout_s=min(cfg.timeouts.rollback, deadline.remaining()))
             s.event("rollback", "second rollback end", exit_code=second.exit_code)
-            s.clock.sleep(STEADY_S)
+            see_steady_state()
             after_second = s.fingerprint("rollback-post")
     finally:
         load.stop()

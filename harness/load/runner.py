@@ -42,6 +42,9 @@ _POLL_S = 0.05
 # After this many back-to-back sends without sleeping, yield once so started tasks get to run
 # (otherwise a client that is behind would queue thousands of tasks before sending any).
 _BURST = 64
+# How often (schedule time) a ``settled`` callback is asked once it may end the schedule: the
+# window ends within this of the moment its verdict settled.
+_SETTLE_CHECK_S = 0.25
 # Below the usual server keep-alive (uvicorn: 5 s) so the client drops idle connections first and
 # never reuses one the server is closing at that moment (a spurious error blamed on the server).
 _CLIENT_KEEPALIVE_S = 4.0
@@ -49,6 +52,8 @@ _CLIENT_KEEPALIVE_S = 4.0
 
 #: ``settled(records finished so far, schedule time)``: may the schedule end here?
 Settled = Callable[[list[RequestRecord], float], bool]
+#: Called on the event loop with each record as its request finishes (keep it to microseconds).
+OnRecord = Callable[[RequestRecord], None]
 
 
 class LoadPlan(BaseModel):
@@ -83,8 +88,8 @@ class LoadPlan(BaseModel):
     # a very large heap (the whole test suite's) it made the run's tail seconds long, not shorter,
     # and no gen-2 pause has been seen in the grader's own latency windows yet.
     quiet_gc: bool = False
-    # Schedule time from which a ``settled`` callback may end the schedule early (checked once a
-    # second); None: the whole duration always runs.
+    # Schedule time from which a ``settled`` callback may end the schedule early (checked every
+    # _SETTLE_CHECK_S); None: the whole duration always runs.
     settle_from_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
@@ -230,6 +235,7 @@ async def run_open_loop_async(
     request_for: Callable[[int], RequestSpec],
     stop: threading.Event | None = None,
     settled: Settled | None = None,
+    on_record: OnRecord | None = None,
 ) -> LoadResult:
     """Async form of :func:`run_open_loop`, for callers already inside an event loop."""
     if plan.quiet_gc:
@@ -237,7 +243,7 @@ async def run_open_loop_async(
     watch = _GcWatch()  # installed after the collection above: only pauses inside the run count
     gc.callbacks.append(watch)
     try:
-        result = await _open_loop(base_url, plan, request_for, stop, settled)
+        result = await _open_loop(base_url, plan, request_for, stop, settled, on_record)
     finally:
         gc.callbacks.remove(watch)
         if plan.quiet_gc:
@@ -252,6 +258,7 @@ async def _open_loop(
     request_for: Callable[[int], RequestSpec],
     stop: threading.Event | None,
     settled: Settled | None,
+    on_record: OnRecord | None = None,
 ) -> LoadResult:
     base = URL(base_url.rstrip("/"))
     url_cache: dict[str, URL] = {}  # paths repeat; building a URL per request costs throughput
@@ -309,7 +316,10 @@ async def _open_loop(
                 error = f"{ERR_CLIENT_PREFIX} {type(exc).__name__}: {exc}"[:200]
             finally:
                 in_flight -= 1
-                records.append(RequestRecord(index, intended, sent, now() - mono0, status, error, spec.tag, body))
+                record = RequestRecord(index, intended, sent, now() - mono0, status, error, spec.tag, body)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record)
                 # Finished tasks leave the table so a long run does not keep them all alive.
                 tasks.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
@@ -329,7 +339,7 @@ async def _open_loop(
                         if settled(records, intended):  # type: ignore[misc]
                             settled_at = intended
                             break
-                        next_check += 1.0
+                        next_check += _SETTLE_CHECK_S
                     while True:
                         if stopping():
                             stopped = True
@@ -413,19 +423,20 @@ def run_open_loop(
     request_for: Callable[[int], RequestSpec],
     stop: threading.Event | None = None,
     settled: Settled | None = None,
+    on_record: OnRecord | None = None,
 ) -> LoadResult:
     """Run an open-loop load against ``base_url`` on a fresh (uv)loop and return every record.
 
     ``request_for(i)`` builds request ``i`` at its send time. Setting ``stop`` ends the run:
-    requests not yet due are not sent and not counted. ``settled(records, t)`` is asked once a
-    second of schedule time from ``plan.settle_from_s`` on, with the records finished so far;
+    requests not yet due are not sent and not counted. ``settled(records, t)`` is asked every
+    quarter second of schedule time from ``plan.settle_from_s`` on, with the records finished so far;
     when it returns True no further requests are sent and those in flight finish normally
     (``LoadResult.settled_at_s`` says when). It runs on the event loop: keep it to a few
     milliseconds. Must not be called from a thread that is already running an event loop (use
-    :func:`run_open_loop_async` there).
+    :func:`run_open_loop_async` there). ``on_record`` sees each request's record as it finishes.
     """
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(run_open_loop_async(base_url, plan, request_for, stop, settled))
+        return runner.run(run_open_loop_async(base_url, plan, request_for, stop, settled, on_record))
 
 
 class BackgroundLoad:
@@ -441,6 +452,7 @@ class BackgroundLoad:
         self._thread: threading.Thread | None = None
         self._result: LoadResult | None = None
         self._error: BaseException | None = None
+        self._answered = 0  # successful responses so far; written on the load's loop only
 
     def start(self) -> "BackgroundLoad":
         """Start sending; returns at once."""
@@ -452,9 +464,32 @@ class BackgroundLoad:
 
     def _main(self) -> None:
         try:
-            self._result = run_open_loop(self.base_url, self.plan, self.request_for, self._stop)
+            self._result = run_open_loop(self.base_url, self.plan, self.request_for, self._stop,
+                                         on_record=self._count)
         except BaseException as exc:  # noqa: BLE001 - handed to wait(): a thread cannot raise into its caller
             self._error = exc
+
+    def _count(self, record: RequestRecord) -> None:
+        if record.ok:
+            self._answered += 1
+
+    @property
+    def answered(self) -> int:
+        """Successful responses so far (read from any thread)."""
+        return self._answered
+
+    def wait_for_answers(self, n: int, timeout_s: float, poll_s: float = 0.02) -> int:
+        """Block until ``n`` more requests have been answered successfully than when called, the
+        run has ended, or ``timeout_s`` has passed; returns how many more were answered.
+
+        A condition to wait for instead of a fixed sleep: "steady state seen" means responses seen,
+        however fast or slow the service answers them.
+        """
+        start = self._answered
+        end = time.monotonic() + timeout_s
+        while self._answered - start < n and self.running and time.monotonic() < end:
+            time.sleep(poll_s)
+        return self._answered - start
 
     def stop(self) -> None:
         """Ask the run to end: no further requests are sent; in-flight ones get the plan's
