@@ -375,13 +375,14 @@ def batch(
                                   + (f" ({row.wall_s:.0f} s)" if row.wall_s else ""), markup=False)
             write_cohort(out_dir, state)
 
-        try:
-            run_batch(state, names, opts, progress, done, stop)
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()
+        def interrupting() -> None:
             err.print("interrupted: stopping the running gradings (their teardown runs); "
                       "run the same command with --resume to finish", markup=False)
+
+        try:
+            run_batch(state, names, opts, progress, done, stop, on_interrupt=interrupting)
+        except KeyboardInterrupt:
+            interrupted = True
     if grader_on_cluster is not None and not interrupted:
         grader_on_cluster.finish()
     csv_path, html_path = write_cohort(out_dir, state)

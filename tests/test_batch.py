@@ -95,6 +95,32 @@ def _run(opts: BatchOptions, roster: str, resume: bool = False) -> BatchState:
     return state
 
 
+def test_an_interrupt_stops_the_running_gradings_at_once(tmp_path: Path) -> None:
+    state = BatchState(tmp_path / "out")
+    entries = parse_roster("name,repo\nada,/a\nbob,/b\ncy,/c\n")
+    state.sync(entries, False)
+    seen: dict[str, float | None] = {}
+    bob_running = threading.Event()
+
+    def grade(row, _opts, _state, _progress, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        if row.name == "ada":  # Ctrl-C reaches the batch while bob is mid-grading
+            bob_running.wait(10)
+            raise KeyboardInterrupt
+        started = time.monotonic()
+        bob_running.set()
+        seen[row.name] = time.monotonic() - started if stop.wait(10) else None
+
+    calls: list[str] = []
+    opts = BatchOptions(out_dir=tmp_path / "out", jobs=2, grade_fn=grade)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(state, [e.name for e in entries], opts, lambda *_: None, lambda _n: None, threading.Event(),
+                  on_interrupt=lambda: calls.append("told"))
+    # bob was stopped, not waited out; cy (queued) never started, or (when it took ada's freed worker
+    # in the instant before the stop) stopped at once too
+    assert "bob" in seen and all(v is not None and v < 5 for v in seen.values())
+    assert calls == ["told"]
+
+
 def test_caps_crashes_and_results_each_land_in_their_own_row(tmp_path: Path) -> None:
     opts = _opts(tmp_path, cap_s=2.0, jobs=2)
     started = time.monotonic()

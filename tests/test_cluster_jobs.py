@@ -67,6 +67,15 @@ def test_the_seed_is_in_the_secret_only() -> None:
     assert cj.SECRET_SEED_KEY not in cj.seed_secret("0a1b2c3d", "ns", None, None)["data"]
 
 
+def test_the_pods_config_drops_the_batch_hosts_view_of_the_cluster() -> None:
+    text = ("kubernetes:\n  kubeconfig: /home/team/.kube/config\n  context: prod\n  grader_host: 10.0.0.5\n"
+            "  registry: reg.example/takehome\nload:\n  rate_rps: 40\n")
+    secret = cj.seed_secret("0a1b2c3d", "takehome-grading", None, text)
+    pod = yaml.safe_load(base64.b64decode(secret["data"][cj.SECRET_CONFIG_KEY]))
+    assert pod == {"kubernetes": {"registry": "reg.example/takehome"}, "load": {"rate_rps": 40}}
+    assert cj.pod_config_text("load: {rate_rps: 40}\n") == "load: {rate_rps: 40}\n"
+
+
 def test_job_names_are_dns_labels_stable_and_distinct() -> None:
     long_a, long_b = "a" * 70 + "-one", "a" * 70 + "-two"
     names = {cj.job_name("0a1b2c3d9999", n) for n in ("Ada.Lovelace", long_a, long_b)}

@@ -338,6 +338,40 @@ def test_fatal_problems_stop_the_wait_early() -> None:
     assert len(problems) == 2 and "crash/server: waiting: CrashLoopBackOff (boom)" in problems[0]
 
 
+def unschedulable(name: str, message: str) -> dict[str, Any]:
+    doc = pod(name, "ContainerCreating")
+    doc["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                    "message": message}]
+    return doc
+
+
+def test_a_full_cluster_is_told_apart_from_a_pod_the_candidate_made_unplaceable() -> None:
+    full = unschedulable("fraud-1", "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes ...")
+    selector = unschedulable("fraud-2", "0/3 nodes are available: 3 node(s) didn't match Pod's node "
+                                        "affinity/selector.")
+    assert kc.capacity_shortfall([full, selector, pod("ok", ready=True)]) == [
+        "fraud-1: 0/3 nodes are available: 3 Insufficient cpu"]
+
+
+def test_a_rollout_that_times_out_on_a_full_cluster_is_a_grader_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.runtimes import kube_ops
+
+    def stuck(pods: list[dict[str, Any]]) -> None:
+        snap = {"pods": pods, "deployments": [{"metadata": {"name": "fraud-model", "generation": 1},
+                                               "spec": {"replicas": 1},
+                                               "status": {"observedGeneration": 1, "replicas": 1,
+                                                          "updatedReplicas": 1}}],
+                "statefulsets": [], "events": []}
+        monkeypatch.setattr(kube_ops.collect, "snapshot", lambda api, ns: snap)
+        monkeypatch.setattr(kube_ops, "rollout_report", lambda api, ns, snap: "report")
+        kube_ops.wait_rollout(object(), "ns", 0.0, lambda _msg: None)
+
+    with pytest.raises(GraderFault, match="no room for the candidate's pods .*Insufficient memory.*--jobs"):
+        stuck([unschedulable("fraud-1", "0/1 nodes are available: 1 Insufficient memory.")])
+    with pytest.raises(SubmissionError, match="did not complete within 0s"):
+        stuck([unschedulable("fraud-1", "0/1 nodes are available: 1 node(s) had untolerated taint.")])
+
+
 def test_format_pods_shows_states_and_the_previous_exit() -> None:
     text = kc.format_pods([pod("fraud-1", "CrashLoopBackOff", restarts=4)])
     assert "fraud-1" in text and "0/1" in text and "CrashLoopBackOff" in text and "exit 3" in text

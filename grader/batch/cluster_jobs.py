@@ -26,6 +26,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness.runtimes.kube_namespace import GRADER_JOB_ENV, GRADER_JOB_LABEL
 
 MANAGED_LABEL, MANAGED_BY = "app.kubernetes.io/managed-by", "takehome-grader"
@@ -67,13 +69,30 @@ def _labels(batch_id: str, candidate: str | None = None) -> dict[str, str]:
     return labels
 
 
+#: Keys of the config's ``kubernetes`` section that describe the batch host's view of the cluster:
+#: inside a Job the grader reaches the API through the pod's ServiceAccount, and candidates'
+#: pods reach the grader at the pod's own address.
+HOST_ONLY_KUBERNETES_KEYS = ("kubeconfig", "context", "grader_host")
+
+
+def pod_config_text(config_text: str) -> str:
+    """The batch's grader config as a Job's grader uses it: without the host-only keys of its
+    ``kubernetes`` section (a kubeconfig path on the team's machine does not exist in the pod)."""
+    doc = yaml.safe_load(config_text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("kubernetes"), dict):
+        return config_text
+    doc["kubernetes"] = {k: v for k, v in doc["kubernetes"].items() if k not in HOST_ONLY_KUBERNETES_KEYS}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 def seed_secret(batch_id: str, namespace: str, seed: int | None, config_text: str | None) -> dict[str, Any]:
-    """The batch's Secret: the team's scenario seed and grader config (which may hold it too)."""
+    """The batch's Secret: the team's scenario seed and grader config (which may hold it too),
+    the config as :func:`pod_config_text` gives it."""
     data: dict[str, str] = {}
     if seed is not None:
         data[SECRET_SEED_KEY] = base64.b64encode(str(seed).encode()).decode()
     if config_text is not None:
-        data[SECRET_CONFIG_KEY] = base64.b64encode(config_text.encode()).decode()
+        data[SECRET_CONFIG_KEY] = base64.b64encode(pod_config_text(config_text).encode()).decode()
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": secret_name(batch_id), "namespace": namespace, "labels": _labels(batch_id)},
             "data": data}

@@ -178,8 +178,11 @@ def _cleanup_leftovers() -> None:
 
 
 def run_batch(state: BatchState, names: list[str], opts: BatchOptions, progress: Progress,
-              on_done: Callable[[str], None], stop: threading.Event) -> None:
-    """Grade every pending candidate of ``names``, ``opts.jobs`` at a time."""
+              on_done: Callable[[str], None], stop: threading.Event,
+              on_interrupt: Callable[[], None] | None = None) -> None:
+    """Grade every pending candidate of ``names``, ``opts.jobs`` at a time. On an exception in the
+    waiting thread (Ctrl-C), ``stop`` is set and ``on_interrupt`` called before the running
+    gradings are waited for; the exception is then re-raised."""
     todo = state.pending(names)
     grade = opts.grade_fn or grade_one
 
@@ -192,5 +195,16 @@ def run_batch(state: BatchState, names: list[str], opts: BatchOptions, progress:
             on_done(row.name)
 
     with ThreadPoolExecutor(max_workers=max(1, opts.jobs), thread_name_prefix="grading") as pool:
-        for future in [pool.submit(work, row) for row in todo]:
-            future.result()
+        futures = [pool.submit(work, row) for row in todo]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            # Ctrl-C: tell the running gradings before the pool's exit waits for them (they stop
+            # and tear down instead of running to the end), and start no queued one.
+            stop.set()
+            for future in futures:
+                future.cancel()
+            if on_interrupt is not None:
+                on_interrupt()
+            raise

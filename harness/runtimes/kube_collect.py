@@ -9,6 +9,8 @@ the kubernetes client; ``pod_logs()`` fetches logs.
 
 from __future__ import annotations
 
+import re
+
 from datetime import datetime, timezone
 from typing import Any
 
@@ -132,6 +134,28 @@ def fatal_problems(pods: list[dict[str, Any]]) -> list[str]:
                     (reason == "CrashLoopBackOff" and restarts >= CRASH_RESTARTS):
                 problems.append(f"{_name(pod)}/{c.get('name')}: {_state(c.get('state'))}")
     return problems
+
+
+#: The scheduler's words for a node without enough free resources (not a taint, a selector or a
+#: volume, which the candidate's manifests decide).
+_CAPACITY = re.compile(r"Insufficient (cpu|memory|ephemeral-storage|pods)|Too many pods")
+
+
+def capacity_shortfall(pods: list[dict[str, Any]]) -> list[str]:
+    """Pods the scheduler cannot place only because the nodes lack free CPU, memory or pod slots.
+
+    Their requests were admitted by the run's namespace quota and limits, so they are within the
+    budget the grader gave the candidate: the cluster being full is the grading's environment."""
+    short = []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            message = cond.get("message") or ""
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                    and cond.get("reason") == "Unschedulable" and _CAPACITY.search(message):
+                short.append(f"{_name(pod)}: {message.split('. ')[0]}")
+    return short
 
 
 def rollout_pending(deployments: list[dict[str, Any]]) -> list[str]:

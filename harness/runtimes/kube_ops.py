@@ -155,6 +155,13 @@ def wait_rollout(api: Any, namespace: str, timeout_s: float, progress: Callable[
             progress(f"waiting for the rollout: {note}")
             last_note = note
         if time.monotonic() > deadline:
+            short = collect.capacity_shortfall(snap["pods"])
+            if short:  # within the run's quota, but the nodes are full: not the candidate's doing
+                raise GraderFault(f"the cluster had no room for the candidate's pods within {timeout_s:.0f}s "
+                                  f"({'; '.join(short[:3])}); their requests fit the run's namespace quota. "
+                                  "Free node capacity: fewer gradings at once (--jobs), a smaller "
+                                  "grading_jobs.cpu / memory, or more nodes",
+                                  details=rollout_report(api, namespace, snap))
             raise SubmissionError(f"the rollout did not complete within {timeout_s:.0f}s: {note}",
                                   details=rollout_report(api, namespace, snap))
         time.sleep(1.0)
