@@ -181,7 +181,7 @@ def run_batch(state: BatchState, names: list[str], opts: BatchOptions, progress:
               on_done: Callable[[str], None], stop: threading.Event,
               on_interrupt: Callable[[], None] | None = None) -> None:
     """Grade every pending candidate of ``names``, ``opts.jobs`` at a time. On an exception in the
-    waiting thread (Ctrl-C), ``stop`` is set and ``on_interrupt`` called before the running
+    waiting thread, ``stop`` is set (and on Ctrl-C ``on_interrupt`` called) before the running
     gradings are waited for; the exception is then re-raised."""
     todo = state.pending(names)
     grade = opts.grade_fn or grade_one
@@ -199,12 +199,12 @@ def run_batch(state: BatchState, names: list[str], opts: BatchOptions, progress:
         try:
             for future in futures:
                 future.result()
-        except BaseException:
-            # Ctrl-C: tell the running gradings before the pool's exit waits for them (they stop
-            # and tear down instead of running to the end), and start no queued one.
+        except BaseException as exc:
+            # Ctrl-C (or a crash here): tell the running gradings before the pool's exit waits for
+            # them (they stop and tear down instead of running to the end), and start no queued one.
             stop.set()
             for future in futures:
                 future.cancel()
-            if on_interrupt is not None:
+            if isinstance(exc, KeyboardInterrupt) and on_interrupt is not None:
                 on_interrupt()
             raise

@@ -10,7 +10,6 @@ the kubernetes client; ``pod_logs()`` fetches logs.
 from __future__ import annotations
 
 import re
-
 from datetime import datetime, timezone
 from typing import Any
 
@@ -148,9 +147,10 @@ def capacity_shortfall(pods: list[dict[str, Any]]) -> list[str]:
     budget the grader gave the candidate: the cluster being full is the grading's environment."""
     short = []
     for pod in pods:
-        if (pod.get("status") or {}).get("phase") != "Pending":
+        status = pod.get("status") or {}
+        if status.get("phase") != "Pending":
             continue
-        for cond in (pod.get("status") or {}).get("conditions") or []:
+        for cond in status.get("conditions") or []:
             message = cond.get("message") or ""
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
                     and cond.get("reason") == "Unschedulable" and _CAPACITY.search(message):
