@@ -24,7 +24,8 @@ from harness.errors import SubmissionError
 from harness.runtimes.base import RuntimeContext
 from harness.runtimes.installer import uv_binary
 from harness.runtimes.local import LocalRuntime
-from harness.sandbox import build_env, requirements_key, scrubbed_env
+from harness import sandbox
+from harness.sandbox import build_env, requirements_key, scrubbed_env, tree_fingerprint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_candidate"
 pytestmark = pytest.mark.timeout(180)
@@ -117,6 +118,29 @@ def test_build_cache_miss_then_hit_then_stale(make_runtime: MakeRuntime, tmp_pat
     third.build()
     assert third.build_info["cache"] == "stale" and third.build_info["pip_ran"] is True
     assert not (env_dir / "lib" / "planted.py").exists()
+
+
+def test_env_fingerprint_sees_every_change_and_reads_the_same_without_find(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "env"
+    (root / "lib" / "pkg").mkdir(parents=True)
+    (root / "lib" / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "lib" / "odd name\nwith newline").write_text("")
+    (root / "bin").mkdir()
+    (root / "bin" / "python").symlink_to("/usr/bin/python3")
+    # find (the fast path) and the Python walk (where find is absent) give one fingerprint.
+    assert sorted(sandbox._stat_records_find(root) or []) == sorted(sandbox._stat_records_walk(root))
+    before = tree_fingerprint(root)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    assert tree_fingerprint(root) == before
+    monkeypatch.undo()
+    (root / sandbox._MARKER).write_text("{}")  # the marker that records the fingerprint is not part of it
+    assert tree_fingerprint(root) == before
+    (root / "lib" / "pkg" / "mod.py").write_text("x = 2\n")  # same size, new content: ctime moves
+    changed = tree_fingerprint(root)
+    assert changed != before
+    (root / "lib" / "pkg" / "extra.py").write_text("")
+    assert tree_fingerprint(root) != changed
 
 
 def test_failed_install_reports_pip_error(make_runtime: MakeRuntime) -> None:
