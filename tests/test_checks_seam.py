@@ -35,7 +35,7 @@ SMALL: dict[str, Any] = {
 #: latency by a bound it meets on a busy two-core machine; the SLO's decision is tested on its own.
 #: Every latency request carries a new row, which costs the stub ~8 ms of GIL-held sklearn time:
 #: at SMALL's 120 req/s that is nearly the whole interpreter, and on a slower CI machine the queue
-#: grew to a 2.1 s p99. 60 req/s leaves the stub half of it idle, and 9 s still measure the 460
+#: grew to a 2.1 s p99. 60 req/s leaves the stub half of it idle, and 9 s still measure the 368
 #: requests a p99 verdict needs.
 LENIENT_SLO: dict[str, Any] = {**SMALL, "load": {**SMALL["load"], "rate_rps": 60, "duration_s": 9},
                                "thresholds": {"latency_p99_ms": 2000}}

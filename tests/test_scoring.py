@@ -308,12 +308,12 @@ def _records(latencies_ms: list[float], errors: int = 0, lag_ms: float = 0.1) ->
 def test_the_latency_window_ends_early_only_on_a_settled_pass() -> None:
     settled = latency.settled_pass(slo_ms=100, warmup_s=0.0, max_send_lag_ms=10)
     assert settled(_records([5.0] * 500), 10.0)
-    assert not settled(_records([5.0] * 400), 8.0)  # too few for any p99 claim (460)
+    assert not settled(_records([5.0] * 360), 7.2)  # too few for any p99 claim (368)
     assert not settled(_records([5.0] * 500, errors=1), 10.0)  # the error rate is not settled
     assert not settled(_records([5.0] * 497 + [150.0] * 3), 10.0)  # the interval reaches past the SLO
     assert not settled(_records([5.0] * 500, lag_ms=30.0), 10.0)  # the generator lagged: measure it all
-    late = _records([5.0] * 600)
-    assert latency.settled_pass(100, 3.0, 10)(late, 12.0) is False  # 450 after the warm-up: too few
+    late = _records([5.0] * 510)
+    assert latency.settled_pass(100, 3.0, 10)(late, 10.2) is False  # 360 after the warm-up: too few
 
 
 def test_the_latency_plan_settles_from_min_duration() -> None:

@@ -18,10 +18,11 @@ from .records import ERR_ABANDONED, ERR_CLIENT_PREFIX, ERR_MAX_IN_FLIGHT, Reques
 
 Status = Literal["pass", "fail", "inconclusive"]
 
-# Fewer than this, and even a run with no request over the bound cannot show "p99 <= bound" at
-# 99% confidence: that needs 0.99**n <= 0.01, i.e. n >= ln(0.01)/ln(0.99) = 458.2 (460 rounded).
-# It is a floor, not a guarantee: with one request or more over the bound, more are needed.
-MIN_SAMPLES_FOR_P99 = 460
+# Fewer than this, and p99's 95% interval (the one reports give) has no upper end: even a run with
+# no request over the bound cannot show "p99 <= bound" at 97.5% one-sided confidence, which needs
+# 0.99**n <= 0.025, i.e. n >= ln(0.025)/ln(0.99) = 367.04. It is a floor, not a guarantee: with one
+# request or more over the bound, more are needed. (quantile_ranks(368)[1] == 368: the sample max.)
+MIN_SAMPLES_FOR_P99 = 368
 
 #: Coverage of the p99 interval reported beside the point estimate.
 P99_INTERVAL_CONFIDENCE = 0.95
@@ -302,7 +303,7 @@ class LatencyStats:
         """Judge the run against an SLO: ``("pass" | "fail" | "inconclusive", message)``.
 
         Inconclusive, never fail, when the load generator was saturated or fewer requests were
-        measured than any p99 claim needs (460). Otherwise the observed p99 is compared with the
+        measured than any p99 claim needs (368). Otherwise the observed p99 is compared with the
         SLO, and the message gives its interval and says when the SLO lies inside it.
         """
         if self.saturated:
@@ -312,7 +313,7 @@ class LatencyStats:
         if self.count < MIN_SAMPLES_FOR_P99:
             return "inconclusive", (
                 f"only {self.count} measured requests: with fewer than {MIN_SAMPLES_FOR_P99}, not even a run "
-                "with none over the SLO would show p99 under it at 99% confidence"
+                "with none over the SLO would put the upper end of p99's 95% interval under it"
             )
         p99 = float(self.p99_ms or 0.0)
         close = (f"; the SLO lies inside the interval, so {self.count} requests cannot tell which side "
